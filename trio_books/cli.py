@@ -1,0 +1,105 @@
+"""``trio-books`` command line: ``run``, ``check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import attrs
+import trio
+from loguru import logger
+
+from .config import Config, ServiceConfig, load_config, parse_address, validate
+from .errors import ConfigError
+from .log import setup_logging
+
+ENV_PREFIX = "TRIO_BOOKS_"
+
+
+def apply_overrides(config: Config, args: argparse.Namespace, environ: dict[str, str] | os._Environ = os.environ) -> Config:
+    """``[service]`` settings from ``TRIO_BOOKS_<KEY>`` variables, then CLI flags (which win)."""
+    changes: dict[str, object] = {}
+    for field in attrs.fields(ServiceConfig):
+        env_key = ENV_PREFIX + field.name.upper()
+        if env_key in environ:
+            value = environ[env_key]
+            if field.type in (int, "int"):
+                try:
+                    changes[field.name] = int(value)
+                except ValueError:
+                    raise ConfigError(f"{env_key}: expected int, got {value!r}") from None
+            else:
+                changes[field.name] = value
+        flag = getattr(args, field.name, None)
+        if flag is not None:
+            changes[field.name] = flag
+    if not changes:
+        return config
+    return validate(attrs.evolve(config, service=attrs.evolve(config.service, **changes)))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trio-books", description="Live, exact L2 order books from crypto exchanges.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service")
+    run.add_argument("--config", default=os.environ.get(ENV_PREFIX + "CONFIG", "config.toml"), help="config file (default: config.toml, or $TRIO_BOOKS_CONFIG)")
+    run.add_argument("--http", default=None, help="HTTP API bind address host:port (overrides service.http)")
+    run.add_argument("--log-level", dest="log_level", default=None, help="log level (overrides service.log_level)")
+    run.add_argument("--channel-capacity", dest="channel_capacity", type=int, default=None, help="per-venue update channel capacity")
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("path")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        try:
+            config = load_config(args.path)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        enabled = config.enabled_venues()
+        print(f"{args.path}: ok ({len(enabled)} venues, {sum(len(v.symbols) for _, v in enabled)} books)")
+        return 0
+    try:
+        config = apply_overrides(load_config(args.config), args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.service.log_level)
+    try:
+        trio.run(_run_service, config)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run_service(config: Config) -> None:
+    from .runner import build_store, run_venues
+    from .serve.app import build_app, serve_http
+
+    store = build_store(config)
+    host, port = parse_address(config.service.http)
+    log = logger.bind(venue="service")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            try:
+                binds = await nursery.start(serve_http, build_app(store), host, port)
+            except OSError as exc:
+                log.error("cannot listen on {}: {}", config.service.http, exc.strerror or exc)
+                nursery.cancel_scope.cancel()
+                raise SystemExit(1) from None
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning("HTTP API bound to {} (not loopback): reachable from other hosts", host)
+            nursery.start_soon(run_venues, config, store)
+            venues = ", ".join(f"{v} ({len(c.symbols)})" for v, c in config.enabled_venues()) or "none"
+            log.info("trio-books started: http {}; venues {}", " ".join(binds), venues)
+            async for signum in signals:
+                log.info("trio-books stopping ({})", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+    log.info("trio-books stopped")

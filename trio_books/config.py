@@ -1,0 +1,275 @@
+"""Configuration: ``config.toml`` into frozen attrs classes, strictly.
+
+Every problem is reported as one line that names the key, e.g.
+``venues.binance_spot.depth: expected int, got "x"``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from .errors import ConfigError
+
+LOG_LEVELS: Final = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+@attrs.frozen
+class ServiceConfig:
+    http: str = "127.0.0.1:8080"
+    log_level: str = "INFO"
+    channel_capacity: int = 5000
+
+
+@attrs.frozen
+class VenueConfig:
+    """One venue's settings. Timing keys left out take the venue's documented values."""
+
+    symbols: tuple[str, ...]
+    enabled: bool = True
+    depth: int | None = None
+    ws_url: str | None = None
+    rest_url: str | None = None
+    watchdog: float | None = None
+    ping_interval: float | None = None
+    pong_timeout: float | None = None
+    connect_timeout: float = 10.0
+    sync_timeout: float = 30.0
+    snapshot_timeout: float = 10.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    healthy_after: float = 60.0
+    options: Mapping[str, bool | int | float | str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Config:
+    service: ServiceConfig = ServiceConfig()
+    venues: Mapping[str, VenueConfig] = attrs.field(factory=dict)
+
+    def enabled_venues(self) -> list[tuple[str, VenueConfig]]:
+        return [(vid, v) for vid, v in self.venues.items() if v.enabled]
+
+
+# --- the strict converter ---------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"')[:60] + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return "a table" if isinstance(value, dict) else "an array"
+    return repr(value)[:60]
+
+
+def _exact(t: type) -> Any:
+    name = {bool: "bool", int: "int", float: "number", str: "string"}[t]
+
+    def hook(value: Any, _: Any) -> Any:
+        if t is float and type(value) is int:
+            return float(value)
+        if type(value) is not t:
+            raise ValueError(f"expected {name}, got {_show(value)}")
+        return value
+
+    return hook
+
+
+def _option_value(value: Any, _: Any) -> Any:
+    if type(value) not in (bool, int, float, str):
+        raise ValueError(f"expected a bool, number or string, got {_show(value)}")
+    return value
+
+
+def _symbols(value: Any, _: Any) -> tuple[str, ...]:
+    if type(value) is not list:
+        raise ValueError(f"expected an array of strings, got {_show(value)}")
+    for item in value:
+        if type(item) is not str or not item.strip():
+            raise ValueError(f"expected non-empty strings, got {_show(item)}")
+    if not value:
+        raise ValueError("must list at least one symbol")
+    if len(set(value)) != len(value):
+        raise ValueError("lists a symbol twice")
+    return tuple(value)
+
+
+def _table(value: Any) -> None:
+    if type(value) is not dict:
+        raise ValueError(f"expected a table, got {_show(value)}")
+
+
+CONVERTER: Final = cattrs.Converter(forbid_extra_keys=True)
+for _t in (bool, int, float, str):
+    CONVERTER.register_structure_hook(_t, _exact(_t))
+CONVERTER.register_structure_hook_func(lambda t: t == tuple[str, ...], _symbols)
+CONVERTER.register_structure_hook_func(lambda t: t == bool | int | float | str, _option_value)
+
+
+def _options_hook(value: Any, _: Any) -> dict[str, Any]:
+    _table(value)
+    for key, item in value.items():
+        try:
+            _option_value(item, None)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    return dict(value)
+
+
+def _venues_hook(value: Any, _: Any) -> dict[str, VenueConfig]:
+    _table(value)
+    out: dict[str, VenueConfig] = {}
+    for key, sub in value.items():
+        try:
+            _table(sub)
+            if "symbols" not in sub:
+                raise ValueError("symbols: required")
+            if "options" in sub and type(sub["options"]) is not dict:
+                raise ConfigError(f"venues.{key}.options: expected a table, got {_show(sub['options'])}")
+            out[key] = CONVERTER.structure(sub, VenueConfig)
+        except ConfigError:
+            raise
+        except (ValueError, cattrs.BaseValidationError) as exc:
+            raise ConfigError(_first_problem(exc, f"venues.{key}")) from None
+    return out
+
+
+CONVERTER.register_structure_hook_func(lambda t: t == Mapping[str, VenueConfig], _venues_hook)
+CONVERTER.register_structure_hook_func(lambda t: t == Mapping[str, bool | int | float | str], _options_hook)
+
+
+def _first_problem(exc: BaseException, path: str) -> str:
+    """Walk cattrs' nested error groups down to the first leaf, building the key path."""
+    while True:
+        if isinstance(exc, ConfigError):  # raised inside a hook: relative to path
+            return f"{path}.{exc}" if path else str(exc)
+        if isinstance(exc, ForbiddenExtraKeysError):
+            keys = sorted(exc.extra_fields)
+            where = f"{path}.{keys[0]}" if path else keys[0]
+            return f"{where}: unknown key"
+        if isinstance(exc, (ClassValidationError, IterableValidationError)):
+            notes = getattr(exc, "__notes__", [])
+            inner = exc.exceptions[0]
+            note = next((n for n in getattr(inner, "__notes__", []) if hasattr(n, "name")), None)
+            name = getattr(note, "name", None) or getattr(note, "index", None)
+            if name is None:
+                # fall back to the note text: "Structuring class X @ attribute y"
+                text = next((str(n) for n in notes + getattr(inner, "__notes__", []) if "@ attribute" in str(n)), "")
+                name = text.rsplit(" ", 1)[-1] if text else None
+            if name is not None:
+                path = f"{path}.{name}" if path else str(name)
+            exc = inner
+            continue
+        if isinstance(exc, KeyError):
+            return f"{path}: required"
+        if isinstance(exc, ValueError) and str(exc).startswith("symbols: required"):
+            return f"{path}.symbols: required"
+        msg = str(exc) or type(exc).__name__
+        if isinstance(exc, TypeError):
+            msg = "wrong type"
+        return f"{path}: {msg}" if path else msg
+
+
+def _check_url(value: str | None, key: str, schemes: tuple[str, ...]) -> None:
+    if value is None:
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{key}: expected a {'/'.join(s + '://' for s in schemes)} URL with a host, got {_show(value)}")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"{key}: bad port in {_show(value)}") from None
+
+
+def parse_address(value: str, key: str = "service.http") -> tuple[str, int]:
+    """``"host:port"`` → ``(host, port)``; ``[::1]:80`` works too."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: expected host:port, got {_show(value)}")
+    return host, int(port)
+
+
+def validate(config: Config) -> Config:
+    """Checks that need more than types: venue ids, depths, URLs, options, numbers."""
+    from .venues import VENUE_IDS, get_venue
+
+    svc = config.service
+    parse_address(svc.http)
+    if svc.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"service.log_level: expected one of {', '.join(LOG_LEVELS)}, got {_show(svc.log_level)}")
+    if not 1 <= svc.channel_capacity <= 10_000_000:
+        raise ConfigError(f"service.channel_capacity: must be between 1 and 10000000, got {svc.channel_capacity}")
+    for vid, vc in config.venues.items():
+        if vid not in VENUE_IDS:
+            raise ConfigError(f"venues.{vid}: unknown venue id (known: {', '.join(VENUE_IDS)})")
+        key = f"venues.{vid}"
+        try:
+            venue = get_venue(vid)
+        except ModuleNotFoundError:
+            raise ConfigError(f"{key}: venue is not available in this installation") from None
+        if vc.depth is not None:
+            problem = venue.depth_problem(vc.depth)
+            if problem:
+                raise ConfigError(f"{key}.depth: {problem}, got {vc.depth}")
+        _check_url(vc.ws_url, f"{key}.ws_url", ("ws", "wss"))
+        _check_url(vc.rest_url, f"{key}.rest_url", ("http", "https"))
+        for name in ("watchdog", "ping_interval", "pong_timeout", "connect_timeout", "sync_timeout",
+                     "snapshot_timeout", "backoff_base", "backoff_cap", "healthy_after"):
+            value = getattr(vc, name)
+            if value is not None and not 0 < value <= 86_400:
+                raise ConfigError(f"{key}.{name}: must be a number of seconds above 0 and at most 86400, got {value}")
+        if vc.backoff_base > vc.backoff_cap:
+            raise ConfigError(f"{key}.backoff_base: must not exceed backoff_cap ({vc.backoff_cap}), got {vc.backoff_base}")
+        for opt, value in vc.options.items():
+            want = venue.options.get(opt)
+            if want is None:
+                known = ", ".join(venue.options) or "none"
+                raise ConfigError(f"{key}.options.{opt}: unknown option for {vid} (known: {known})")
+            if type(value) is not want and not (want is float and type(value) is int):
+                raise ConfigError(f"{key}.options.{opt}: expected {want.__name__}, got {_show(value)}")
+    return config
+
+
+def load_config_text(text: str) -> Config:
+    """Parse and validate TOML text; raises :class:`ConfigError` with one line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    try:
+        for section in raw:
+            if section not in ("service", "venues"):
+                raise ConfigError(f"{section}: unknown key")
+        for section in ("service", "venues"):
+            if section in raw and type(raw[section]) is not dict:
+                raise ConfigError(f"{section}: expected a table, got {_show(raw[section])}")
+    except ConfigError:
+        raise
+    try:
+        service = CONVERTER.structure(raw.get("service", {}), ServiceConfig)
+    except (ValueError, cattrs.BaseValidationError) as exc:
+        raise ConfigError(_first_problem(exc, "service")) from None
+    venues = _venues_hook(raw.get("venues", {}), None)
+    return validate(Config(service=service, venues=venues))
+
+
+def load_config(path: str) -> Config:
+    """Read, parse and validate a config file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return load_config_text(text)

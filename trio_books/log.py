@@ -1,0 +1,56 @@
+"""Logging: loguru, with the stdlib loggers of our dependencies routed into it,
+and a rate limiter so a failure that repeats is logged once, then summarized."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Final
+
+from loguru import logger
+
+FORMAT: Final = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[venue]: <16} | {message}"
+
+
+class _Intercept(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.bind(venue=record.name[:16]).opt(exception=record.exc_info).log(level, record.getMessage())
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Send our logs and those of trio-websocket/httpx/hypercorn to stderr, one line each."""
+    logger.remove()
+    logger.configure(extra={"venue": "-"})
+    logger.add(sys.stderr, level=level.upper(), format=FORMAT, backtrace=False, diagnose=False)
+    logging.basicConfig(handlers=[_Intercept()], level=logging.WARNING, force=True)
+    for name in ("trio-websocket", "httpx", "httpcore", "hypercorn.error", "hypercorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class RateLimiter:
+    """Say whether a message with a given key may be logged now.
+
+    The first occurrence always passes; repeats within ``window`` seconds are
+    counted and reported with the next one that passes.
+    """
+
+    def __init__(self, window: float = 60.0, clock=time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._last: dict[object, float] = {}
+        self._suppressed: dict[object, int] = {}
+
+    def check(self, key: object) -> int | None:
+        """``None``: stay quiet. Otherwise the number of repeats suppressed since the last line."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.window:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)

@@ -1,0 +1,91 @@
+"""Normalized events that venue parsers produce and the book task consumes.
+
+Prices and quantities travel as the venue's own decimal text (``Level`` is a
+``(price, qty)`` tuple of ``str``); nothing here ever holds a float.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+
+Level = tuple[str, str]
+"""One price level: ``(price, quantity)`` exactly as the venue wrote them."""
+
+
+class BookState(enum.Enum):
+    """Where a book stands. Only ``LIVE`` books are ever served as data."""
+
+    SYNCING = "syncing"
+    LIVE = "live"
+    STALE = "stale"
+
+
+class Verdict(enum.Enum):
+    """What a sequencer says about one delta."""
+
+    APPLY = "apply"
+    SKIP = "skip"
+    GAP = "gap"
+
+
+@attrs.frozen(slots=True)
+class Snapshot:
+    """A full book for one symbol: from REST, or pushed on the socket.
+
+    ``update_id`` is the venue's id that the snapshot ends on (Binance
+    ``lastUpdateId``, Bybit ``u``, OKX ``seqId``), when it has one.
+    ``checksum`` is the venue's CRC32 for the book after this snapshot, if any.
+    ``extra`` carries venue-private data (e.g. Kraken precisions) to the
+    venue's own checksum function; the core never looks at it.
+    """
+
+    symbol: str
+    bids: Sequence[Level]
+    asks: Sequence[Level]
+    update_id: int | None = None
+    exchange_ts: float | None = None
+    checksum: int | None = None
+    extra: Any = None
+
+
+@attrs.frozen(slots=True)
+class Delta:
+    """Level changes for one symbol; a quantity that is zero removes the level.
+
+    ``first_id``/``final_id``/``prev_id`` are the venue's chain fields, mapped:
+    Binance ``U``/``u``/``pu``, Bybit ``u``/``u``/None, OKX
+    ``seqId``/``seqId``/``prevSeqId``. The venue's sequencer reads them.
+    """
+
+    symbol: str
+    bids: Sequence[Level]
+    asks: Sequence[Level]
+    first_id: int | None = None
+    final_id: int | None = None
+    prev_id: int | None = None
+    exchange_ts: float | None = None
+    checksum: int | None = None
+    extra: Any = None
+
+
+@attrs.frozen(slots=True)
+class Reply:
+    """A text frame the reader must send back at once (application-level pong)."""
+
+    text: str
+
+
+@attrs.frozen(slots=True)
+class Beat:
+    """Evidence that the venue is alive by its own heartbeat rule (pong, server ping,
+    heartbeat channel message). Resets the heartbeat watchdog."""
+
+
+BEAT: Final = Beat()
+
+Event = Snapshot | Delta
+Control = Reply | Beat

@@ -1,0 +1,152 @@
+"""The library API: run the venue supervisors inside the caller's Trio program."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from .config import Config
+from .errors import NotLive
+from .model import BookState
+from .store import BookStore, BookView
+from .supervise import DEGRADED_AFTER, supervise_venue
+from .venues import get_venue
+
+
+@attrs.frozen
+class VenueStatistics:
+    venue: str
+    state: str
+    connected: bool
+    connections: int
+    attempts: int
+    reconnects: int
+    resyncs: int
+    failures: dict[str, int]
+    frames: int
+    bytes: int
+    snapshots_fetched: int
+    last_message_age_s: float | None
+    last_error: str | None
+    books: dict[str, str]
+
+
+def venue_state(store: BookStore, venue: str) -> str:
+    """``live`` (every book live), ``degraded`` (failing again and again),
+    ``syncing`` or ``stale``."""
+    stats = store.venues[venue]
+    states = [store.state(venue, s) for s in store.symbols(venue)]
+    if stats.consecutive_failures >= DEGRADED_AFTER:
+        return "degraded"
+    if states and all(s is BookState.LIVE for s in states):
+        return "live"
+    if any(s is BookState.STALE for s in states):
+        return "stale"
+    return "syncing"
+
+
+def venue_statistics(store: BookStore, venue: str) -> VenueStatistics:
+    st = store.venues[venue]
+    age = None if st.last_message_at is None else max(0.0, trio.current_time() - st.last_message_at)
+    return VenueStatistics(
+        venue=venue,
+        state=venue_state(store, venue),
+        connected=st.connected > 0,
+        connections=st.connections,
+        attempts=st.attempts,
+        reconnects=st.reconnects,
+        resyncs=st.resyncs,
+        failures=dict(st.failures),
+        frames=st.frames,
+        bytes=st.bytes,
+        snapshots_fetched=st.snapshots_fetched,
+        last_message_age_s=age,
+        last_error=st.last_error,
+        books={s: store.state(venue, s).value for s in store.symbols(venue)},
+    )
+
+
+class Books:
+    """A read-only handle on the running books (see :func:`open_books`)."""
+
+    def __init__(self, store: BookStore) -> None:
+        self._store = store
+
+    @property
+    def store(self) -> BookStore:
+        return self._store
+
+    def view(self, venue: str, symbol: str, depth: int | None = None) -> BookView:
+        """An immutable copy of a live book. Raises :class:`~trio_books.NotLive`
+        while it is syncing or stale, :class:`~trio_books.UnknownBook` if not configured."""
+        return self._store.view(venue, symbol, depth)
+
+    def state(self, venue: str, symbol: str) -> BookState:
+        return self._store.state(venue, symbol)
+
+    async def wait_live(self, venue: str, symbol: str | None = None) -> None:
+        """Wait until the book (or every book of the venue) is live."""
+        symbols = [symbol] if symbol is not None else self._store.symbols(venue)
+        for s in symbols:
+            self._store.entry(venue, s)  # unknown → UnknownBook now, not a hang
+        while not all(self._store.state(venue, s) is BookState.LIVE for s in symbols):
+            await self._store.wait_change()
+
+    async def wait_state(self, venue: str, symbol: str, state: BookState) -> None:
+        while self._store.state(venue, symbol) is not state:
+            await self._store.wait_change()
+
+    async def updates(self, venue: str, symbol: str, depth: int | None = None) -> AsyncIterator[BookView]:
+        """Views of the book each time it changes. Conflated: a slow consumer gets
+        the latest state, never a backlog; states other than live come through
+        as empty views with their state, so a consumer sees every outage."""
+        entry = self._store.entry(venue, symbol)
+        last_seq = -1
+        while True:
+            if entry.seq == last_seq:
+                await entry.changed_event().wait()
+            last_seq = entry.seq
+            yield self._store.view(venue, symbol, depth, allow_not_live=True)
+
+    def statistics(self) -> dict[str, VenueStatistics]:
+        return {v: venue_statistics(self._store, v) for v in self._store.venues}
+
+
+def build_store(config: Config) -> BookStore:
+    store = BookStore()
+    for vid, vcfg in config.enabled_venues():
+        for symbol in vcfg.symbols:
+            store.add(vid, symbol)
+    return store
+
+
+async def run_venues(config: Config, store: BookStore) -> None:
+    """Run one supervisor per enabled venue until cancelled."""
+    async with trio.open_nursery() as nursery:
+        for vid, vcfg in config.enabled_venues():
+            nursery.start_soon(supervise_venue, get_venue(vid), vcfg, config.service, store, name=f"venue:{vid}")
+
+
+@asynccontextmanager
+async def open_books(config: Config) -> AsyncIterator[Books]:
+    """Run the configured venues in the background for the duration of the block.
+
+    Resource handling: the supervisors, sockets and HTTP clients all live in a
+    nursery owned by this context manager and are closed when the block exits.
+    Error handling: venue failures never escape (they are retried forever and
+    shown in :meth:`Books.statistics`); only a bug or cancellation propagates.
+    """
+    store = build_store(config)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_venues, config, store)
+        try:
+            yield Books(store)
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+__all__ = ["Books", "NotLive", "VenueStatistics", "build_store", "open_books", "run_venues", "venue_state", "venue_statistics"]

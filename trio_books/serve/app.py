@@ -1,0 +1,107 @@
+"""The HTTP read API (starlette) and the hypercorn runner (Trio worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import UnknownBook
+from ..model import BookState
+from ..runner import venue_statistics
+from ..store import BookStore
+
+MAX_DEPTH_PARAM = 5000
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSON:
+    return JSON({"error": message, **extra}, status_code=status)
+
+
+def build_app(store: BookStore) -> Starlette:
+    """The read API over ``store``: ``/health``, ``/venues``, ``/books/{venue}/{symbol}``."""
+
+    async def health(request: Request) -> JSON:
+        venues = {}
+        any_live = False
+        degraded = False
+        for venue in store.venues:
+            st = venue_statistics(store, venue)
+            venues[venue] = {
+                "state": st.state,
+                "connected": st.connected,
+                "last_message_age_s": None if st.last_message_age_s is None else round(st.last_message_age_s, 3),
+                "reconnects": st.reconnects,
+                "resyncs": st.resyncs,
+                "failures": st.failures,
+                "last_error": st.last_error,
+                "books": st.books,
+            }
+            any_live = any_live or any(s == BookState.LIVE.value for s in st.books.values())
+            degraded = degraded or st.state != "live"
+        status = "ok" if any_live and not degraded else "degraded"
+        return JSON({"status": status, "venues": venues}, status_code=200 if any_live else 503)
+
+    async def venues(request: Request) -> JSON:
+        out = {}
+        for venue in store.venues:
+            out[venue] = {
+                "state": venue_statistics(store, venue).state,
+                "symbols": {s: store.state(venue, s).value for s in store.symbols(venue)},
+            }
+        return JSON({"venues": out})
+
+    async def book(request: Request) -> JSON:
+        venue = request.path_params["venue"]
+        symbol = request.path_params["symbol"]
+        raw_depth = request.query_params.get("depth")
+        depth: int | None = None
+        if raw_depth is not None:
+            if not raw_depth.isdigit() or not 1 <= int(raw_depth) <= MAX_DEPTH_PARAM:
+                return _error(400, f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}")
+            depth = int(raw_depth)
+        try:
+            entry = store.entry(venue, symbol)
+        except UnknownBook as exc:
+            return _error(404, str(exc))
+        if entry.state is not BookState.LIVE:
+            return _error(503, f"book is {entry.state.value}", venue=venue, symbol=symbol, state=entry.state.value)
+        return JSON(store.view(venue, symbol, depth).to_json())
+
+    async def not_found(request: Request, exc: Exception) -> JSON:
+        return _error(404, "not found")
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/venues", venues),
+            Route("/books/{venue}/{symbol:path}", book),
+        ],
+        exception_handlers={404: not_found},
+    )
+
+
+async def serve_http(app: Any, host: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app`` with hypercorn's Trio worker until cancelled; ``started(binds)``."""
+    cfg = HypercornConfig()
+    cfg.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    cfg.accesslog = None
+    cfg.errorlog = None
+    cfg.graceful_timeout = 1.0
+    cfg.h11_max_incomplete_size = 16 * 1024
+    cfg.websocket_max_message_size = 64 * 1024
+    await hypercorn_serve(app, cfg, task_status=task_status)

@@ -1,0 +1,303 @@
+"""One connection attempt: connect, subscribe, read, heartbeat, sync books.
+
+Everything of an attempt lives in one nursery: the read loop, the heartbeat
+task, the book task and its REST snapshot tasks. Any of them failing ends the
+whole attempt; nothing of it outlives the attempt (the update channel and the
+sequencers die with it, so no event of an old connection can reach a book).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+import httpx
+import trio
+from loguru import logger
+
+from .backoff import AttemptBudget
+from .config import ServiceConfig, VenueConfig
+from .errors import AttemptFailure, BadFrame, ChannelOverflow, SequenceGap, SnapshotFailed, StaleFeed
+from .heartbeat import Liveness, enforce_heartbeat
+from .model import Beat, BookState, Delta, Reply, Snapshot
+from .store import BookStore, VenueStats
+from .sync import SnapshotTooOld, SymbolSync
+from .transport import Connection, fetch, open_connection
+from .venues import ConnectionSpec, FeedProtocol, Heartbeat, Venue
+
+FIRST_SNAPSHOT_DELAY = 1.0
+"""REST venues: fetch a symbol's snapshot at its first event, or after this long."""
+MAX_SNAPSHOT_REFETCH = 3
+
+
+class SyncTimeout(AttemptFailure):
+    reason = "sync_timeout"
+
+
+class NoData(AttemptFailure):
+    reason = "no_data"
+
+
+@attrs.define
+class VenueRuntime:
+    """What every connection of one venue shares."""
+
+    venue: Venue
+    cfg: VenueConfig
+    service: ServiceConfig
+    store: BookStore
+    stats: VenueStats
+    http: httpx.AsyncClient | None = None
+    rest_limiter: "RestLimiter | None" = None
+    connect_budget: AttemptBudget | None = None
+
+    @property
+    def depth(self) -> int:
+        return self.cfg.depth if self.cfg.depth is not None else self.venue.default_depth
+
+    def heartbeat(self) -> Heartbeat:
+        hb = self.venue.heartbeat
+        changes = {k: getattr(self.cfg, k) for k in ("watchdog", "ping_interval", "pong_timeout") if getattr(self.cfg, k) is not None}
+        return attrs.evolve(hb, **changes) if changes else hb
+
+    def spec(self, symbols: Sequence[str]) -> ConnectionSpec:
+        return ConnectionSpec(
+            ws_base=(self.cfg.ws_url or self.venue.ws_url).rstrip("/"),
+            rest_base=(self.cfg.rest_url or self.venue.rest_url or "").rstrip("/") or None,
+            symbols=tuple(symbols),
+            depth=self.depth,
+            options=dict(self.cfg.options),
+        )
+
+
+class RestLimiter:
+    """Paces REST snapshots to a venue's request-weight budget (a token bucket
+    refilled continuously), shared by all the venue's connections."""
+
+    def __init__(self, weight_per_minute: int) -> None:
+        self.rate = weight_per_minute / 60.0
+        self.capacity = float(weight_per_minute)
+        self.tokens = self.capacity
+        self.stamp: float | None = None
+        self.lock = trio.Lock()
+        self.blocked_until = -math.inf
+
+    def block(self, seconds: float) -> None:
+        """A 429/418 said wait: nobody on this venue asks again before then."""
+        self.blocked_until = max(self.blocked_until, trio.current_time() + seconds)
+
+    async def acquire(self, weight: int) -> None:
+        async with self.lock:
+            now = trio.current_time()
+            if now < self.blocked_until:
+                await trio.sleep_until(self.blocked_until)
+                now = trio.current_time()
+            if self.stamp is None:
+                self.stamp = now
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens < weight:
+                await trio.sleep((weight - self.tokens) / self.rate)
+                now = trio.current_time()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+            self.tokens -= weight
+
+
+async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
+    """Run one connection for ``symbols`` until it fails. Always ends by raising."""
+    venue = rt.venue
+    proto = venue.connect(rt.spec(symbols))
+    async with open_connection(
+        proto.url, max_message_size=venue.max_message_size, connect_timeout=rt.cfg.connect_timeout
+    ) as conn:
+        rt.stats.connected += 1
+        try:
+            now = trio.current_time()
+            live = Liveness(last_frame=now, last_beat=now)
+            send, recv = trio.open_memory_channel[list](rt.service.channel_capacity)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_read_loop, conn, proto, send, live, rt, name=f"{venue.id}:read")
+                nursery.start_soon(enforce_heartbeat, conn, rt.heartbeat(), live, name=f"{venue.id}:heartbeat")
+                for i, frame in enumerate(proto.subscribe()):
+                    if i and venue.subscribe_spacing:
+                        await trio.sleep(venue.subscribe_spacing)
+                    await conn.send(frame)
+                log.debug("subscribed {}", ", ".join(symbols))
+                nursery.start_soon(_maintain_books, recv, send, proto, rt, nursery, log, name=f"{venue.id}:books")
+        finally:
+            rt.stats.connected -= 1
+
+
+async def _read_loop(conn: Connection, proto: FeedProtocol, send: trio.MemorySendChannel, live: Liveness, rt: VenueRuntime) -> None:
+    """Decode and parse every frame, answer pings, and hand each socket read's
+    events to the book task in one batch. Never blocks on the book task: a full
+    channel is a :class:`ChannelOverflow` that ends the attempt."""
+    parse = proto.parse
+    stats = rt.stats
+    deadline = rt.venue.first_event_deadline
+    got_event = deadline is None
+    started = trio.current_time()
+    while True:
+        if got_event:
+            frames = await conn.receive_batch()
+        else:
+            frames = None
+            with trio.move_on_after(max(0.0, started + deadline - trio.current_time())):
+                frames = await conn.receive_batch()
+            if frames is None:
+                raise NoData(f"no book event within {deadline:g} s of subscribing (is the endpoint right?)")
+        now = trio.current_time()
+        live.last_frame = now
+        stats.last_message_at = now
+        stats.frames += len(frames)
+        batch: list = []
+        for raw in frames:
+            stats.bytes += len(raw)
+            try:
+                items = parse(raw)
+            except AttemptFailure:
+                raise
+            except Exception as exc:
+                raise BadFrame(f"cannot parse frame ({type(exc).__name__}: {str(exc)[:120]}): {_excerpt(raw)}") from None
+            for item in items:
+                kind = type(item)
+                if kind is Delta or kind is Snapshot:
+                    batch.append(item)
+                elif kind is Reply:
+                    await conn.send(item.text)
+                elif kind is Beat:
+                    live.last_beat = now
+        if batch:
+            got_event = True
+            try:
+                send.send_nowait(batch)
+            except trio.WouldBlock:
+                raise ChannelOverflow(
+                    f"update channel full ({rt.service.channel_capacity} batches): the book task fell behind"
+                ) from None
+            used = send.statistics().current_buffer_used
+            if used > stats.channel_high_water:
+                stats.channel_high_water = used
+
+
+def _excerpt(raw: str | bytes) -> str:
+    text = raw if isinstance(raw, str) else repr(raw[:80])
+    return text[:80] + ("…" if len(text) > 80 else "")
+
+
+async def _maintain_books(
+    recv: trio.MemoryReceiveChannel,
+    send: trio.MemorySendChannel,
+    proto: FeedProtocol,
+    rt: VenueRuntime,
+    nursery: trio.Nursery,
+    log,
+) -> None:
+    """The book task: sequence and apply events; publish books once synced."""
+    venue_id = rt.venue.id
+    store = rt.store
+    depth = rt.depth
+    syncs = {s: SymbolSync(s, depth, proto.new_sequencer(s), proto.verify, proto.rest_snapshots) for s in proto.symbols}
+    entries = {s: store.entry(venue_id, s) for s in proto.symbols}
+    fetching: set[str] = set()
+    refetches: dict[str, int] = {}
+    pending = set(proto.symbols)
+
+    def request_snapshot(symbol: str) -> None:
+        if symbol not in fetching:
+            fetching.add(symbol)
+            nursery.start_soon(_fetch_snapshot, proto, symbol, send, rt, name=f"{venue_id}:snapshot:{symbol}")
+
+    if proto.rest_snapshots:
+        async def fetch_quiet_symbols() -> None:
+            await trio.sleep(FIRST_SNAPSHOT_DELAY)
+            for s in list(pending):
+                request_snapshot(s)
+        nursery.start_soon(fetch_quiet_symbols)
+
+    nursery.start_soon(_sync_deadline, rt, pending, name=f"{venue_id}:sync-deadline")
+
+    async for batch in recv:
+        touched: set[str] = set()
+        for event in batch:
+            sync = syncs.get(event.symbol)
+            if sync is None:
+                continue  # a symbol this connection did not ask for
+            if type(event) is Delta:
+                if sync.on_delta(event):
+                    touched.add(event.symbol)
+                elif not sync.live and sync.rest:
+                    request_snapshot(event.symbol)
+                continue
+            # a snapshot (from REST, or pushed on the socket)
+            fetching.discard(event.symbol)
+            try:
+                sync.on_snapshot(event)
+            except SnapshotTooOld:
+                n = refetches[event.symbol] = refetches.get(event.symbol, 0) + 1
+                if n > MAX_SNAPSHOT_REFETCH:
+                    raise SequenceGap(f"{event.symbol}: {n} snapshots in a row were older than the stream") from None
+                log.debug("{}: snapshot older than the first buffered event; fetching again", event.symbol)
+                request_snapshot(event.symbol)
+                continue
+            touched.add(event.symbol)
+            if event.symbol in pending:
+                pending.discard(event.symbol)
+                store.publish(venue_id, event.symbol, sync.book)
+                store.set_state(venue_id, [event.symbol], BookState.LIVE)
+                log.info("{} live ({} bids, {} asks)", event.symbol, len(sync.book.bids), len(sync.book.asks))
+            elif entries[event.symbol].book is not sync.book:
+                store.publish(venue_id, event.symbol, sync.book)
+        for symbol in touched:
+            sync = syncs[symbol]
+            if sync.live:
+                store.touched(entries[symbol], sync.update_id, sync.exchange_ts)
+
+
+async def _sync_deadline(rt: VenueRuntime, pending: set[str]) -> None:
+    """Every book of the attempt must go live within ``sync_timeout``."""
+    with trio.move_on_after(rt.cfg.sync_timeout):
+        while pending:
+            await rt.store.wait_change()
+        return
+    raise SyncTimeout(f"not live within {rt.cfg.sync_timeout:g} s: {', '.join(sorted(pending))}")
+
+
+async def _fetch_snapshot(proto: FeedProtocol, symbol: str, send: trio.MemorySendChannel, rt: VenueRuntime) -> None:
+    """Fetch one REST snapshot (paced by the venue's budget) and post it to the
+    book task through the update channel, in order with the stream."""
+    assert rt.http is not None
+    budget = rt.venue.rest_budget
+    if rt.rest_limiter is not None and budget is not None:
+        await rt.rest_limiter.acquire(budget.snapshot_weight(rt.depth))
+    url = proto.snapshot_url(symbol)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            body = await fetch(rt.http, url, timeout=rt.cfg.snapshot_timeout)
+            break
+        except SnapshotFailed as exc:
+            if exc.retry_after is not None and rt.rest_limiter is not None:
+                rt.rest_limiter.block(exc.retry_after)
+            # 429/418 (told to wait) or repeated failures end the attempt; the
+            # supervisor waits out Retry-After before the next one.
+            if exc.retry_after is not None or attempts >= 3:
+                raise
+            await trio.sleep(0.5 * attempts)
+    rt.stats.snapshots_fetched += 1
+    try:
+        snap = proto.parse_snapshot(symbol, body)
+    except AttemptFailure:
+        raise
+    except Exception as exc:
+        raise BadFrame(f"bad snapshot for {symbol} ({type(exc).__name__}: {str(exc)[:120]})") from None
+    try:
+        send.send_nowait([snap])
+    except trio.WouldBlock:
+        raise ChannelOverflow("update channel full when the snapshot arrived") from None
+
+
+__all__ = ["NoData", "RestLimiter", "StaleFeed", "SyncTimeout", "VenueRuntime", "run_attempt"]

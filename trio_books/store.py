@@ -1,0 +1,183 @@
+"""BookStore: the only shared state. Sessions write; readers get immutable views.
+
+Everything here is synchronous and runs on the Trio thread, so a reader
+always sees a book between two applied events, never half of one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import trio
+
+from .book import OrderBook
+from .errors import NotLive, UnknownBook
+from .model import BookState, Level
+
+INTEGRITY_REASONS = frozenset({"gap", "checksum", "crossed", "overflow", "bad_frame"})
+
+
+@attrs.frozen
+class BookView:
+    """An immutable copy of one book's top levels, taken at one moment."""
+
+    venue: str
+    symbol: str
+    state: BookState
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    seq: int
+    update_id: int | None
+    exchange_ts: float | None
+    received_ts: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "venue": self.venue,
+            "symbol": self.symbol,
+            "state": self.state.value,
+            "seq": self.seq,
+            "bids": [list(level) for level in self.bids],
+            "asks": [list(level) for level in self.asks],
+        }
+        if self.update_id is not None:
+            out["update_id"] = self.update_id
+        if self.exchange_ts is not None:
+            out["exchange_ts"] = self.exchange_ts
+        out["received_ts"] = self.received_ts
+        return out
+
+
+@attrs.define
+class BookEntry:
+    venue: str
+    symbol: str
+    state: BookState = BookState.SYNCING
+    book: OrderBook | None = None
+    seq: int = 0  # per-book sequence number of served changes (bumped per applied batch)
+    update_id: int | None = None
+    exchange_ts: float | None = None
+    received_ts: float | None = None  # wall clock, for users
+    applied_at: float | None = None  # trio clock, for book age
+    live_since: float | None = None
+    _changed: trio.Event | None = None
+
+    def notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def changed_event(self) -> trio.Event:
+        if self._changed is None:
+            self._changed = trio.Event()
+        return self._changed
+
+
+@attrs.define
+class VenueStats:
+    venue: str
+    connections: int = 1
+    connected: int = 0
+    attempts: int = 0
+    reconnects: int = 0
+    failures: Counter = attrs.field(factory=Counter)
+    consecutive_failures: int = 0
+    last_message_at: float | None = None  # trio clock
+    frames: int = 0
+    bytes: int = 0
+    snapshots_fetched: int = 0
+    channel_high_water: int = 0
+    last_error: str | None = None
+
+    @property
+    def resyncs(self) -> int:
+        return sum(n for reason, n in self.failures.items() if reason in INTEGRITY_REASONS)
+
+
+class BookStore:
+    """Books and venue statistics for the whole process."""
+
+    def __init__(self, books: Iterable[tuple[str, str]] = ()) -> None:
+        self._books: dict[tuple[str, str], BookEntry] = {}
+        self.venues: dict[str, VenueStats] = {}
+        self._any_change = trio.Event()
+        self.started_at = time.time()
+        for venue, symbol in books:
+            self.add(venue, symbol)
+
+    def add(self, venue: str, symbol: str) -> None:
+        self._books[(venue, symbol)] = BookEntry(venue, symbol)
+        self.venues.setdefault(venue, VenueStats(venue))
+
+    # --- reading -------------------------------------------------------------------
+    def entry(self, venue: str, symbol: str) -> BookEntry:
+        try:
+            return self._books[(venue, symbol)]
+        except KeyError:
+            if venue not in self.venues:
+                raise UnknownBook(f"unknown venue {venue!r}") from None
+            raise UnknownBook(f"unknown symbol {symbol!r} for venue {venue!r}") from None
+
+    def entries(self) -> list[BookEntry]:
+        return list(self._books.values())
+
+    def symbols(self, venue: str) -> list[str]:
+        return [s for (v, s) in self._books if v == venue]
+
+    def state(self, venue: str, symbol: str) -> BookState:
+        return self.entry(venue, symbol).state
+
+    def view(self, venue: str, symbol: str, depth: int | None = None, *, allow_not_live: bool = False) -> BookView:
+        """An immutable copy of the book; raises :class:`NotLive` unless live."""
+        e = self.entry(venue, symbol)
+        if e.state is not BookState.LIVE or e.book is None:
+            if not allow_not_live:
+                raise NotLive(venue, symbol, e.state.value)
+            bids: tuple[Level, ...] = ()
+            asks: tuple[Level, ...] = ()
+        else:
+            bids = tuple(e.book.top_bids(depth))
+            asks = tuple(e.book.top_asks(depth))
+        return BookView(venue, symbol, e.state, bids, asks, e.seq, e.update_id, e.exchange_ts, e.received_ts)
+
+    async def wait_change(self) -> None:
+        """Wait until any book changes state (used by waiters and the health view)."""
+        await self._any_change.wait()
+
+    # --- writing (sessions only) ---------------------------------------------------
+    def set_state(self, venue: str, symbols: Iterable[str], state: BookState) -> list[str]:
+        """Set books' state; returns the symbols whose state changed."""
+        changed = []
+        now = trio.current_time()
+        for symbol in symbols:
+            e = self._books[(venue, symbol)]
+            if e.state is not state:
+                e.state = state
+                changed.append(symbol)
+                e.seq += 1
+                if state is BookState.LIVE:
+                    e.live_since = now
+                else:
+                    e.live_since = None
+                e.notify()
+        if changed:
+            self._any_change.set()
+            self._any_change = trio.Event()
+        return changed
+
+    def publish(self, venue: str, symbol: str, book: OrderBook) -> None:
+        """Make ``book`` the one served for this symbol (after a successful sync)."""
+        self._books[(venue, symbol)].book = book
+
+    def touched(self, e: BookEntry, update_id: int | None, exchange_ts: float | None) -> None:
+        e.seq += 1
+        e.update_id = update_id
+        if exchange_ts is not None:
+            e.exchange_ts = exchange_ts
+        e.received_ts = time.time()
+        e.applied_at = trio.current_time()
+        e.notify()

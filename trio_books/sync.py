@@ -1,0 +1,111 @@
+"""Per-symbol book synchronisation: buffer, snapshot, sequence, apply, verify.
+
+Pure (no Trio, no I/O): the session feeds it events in order and it either
+applies them, or raises the :class:`~trio_books.errors.AttemptFailure` that
+ends the attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .book import OrderBook
+from .errors import ChecksumMismatch, CrossedBook, SequenceGap
+from .model import Delta, Snapshot, Verdict
+from .venues import Sequencer
+
+MAX_BUFFERED = 50_000
+"""Deltas held per symbol while a REST snapshot is in flight; more is an overflow."""
+
+
+class SnapshotTooOld(Exception):
+    """The REST snapshot ended before the buffered stream began: fetch another."""
+
+
+class SymbolSync:
+    """One symbol's book during one attempt.
+
+    ``rest`` says where snapshots come from: with REST, deltas are buffered until
+    the snapshot arrives, then replayed through the sequencer (the venue's
+    documented algorithm); with socket snapshots, deltas before the first
+    snapshot are ignored (the book is not live and the snapshot replaces it).
+    """
+
+    __slots__ = ("symbol", "book", "sequencer", "verify", "rest", "live", "buffer", "update_id", "exchange_ts")
+
+    def __init__(
+        self,
+        symbol: str,
+        depth: int | None,
+        sequencer: Sequencer,
+        verify: Callable[[OrderBook, Snapshot | Delta], bool],
+        rest: bool,
+    ) -> None:
+        self.symbol = symbol
+        self.book = OrderBook(depth)
+        self.sequencer = sequencer
+        self.verify = verify
+        self.rest = rest
+        self.live = False
+        self.buffer: list[Delta] = []
+        self.update_id: int | None = None
+        self.exchange_ts: float | None = None
+
+    def on_delta(self, delta: Delta) -> bool:
+        """Apply ``delta`` if the chain allows; True when the book changed."""
+        if not self.live:
+            if self.rest:
+                if len(self.buffer) >= MAX_BUFFERED:
+                    raise SequenceGap(f"{self.symbol}: {MAX_BUFFERED} deltas buffered and no snapshot yet")
+                self.buffer.append(delta)
+            return False
+        verdict = self.sequencer.check(delta)
+        if verdict is Verdict.APPLY:
+            self._apply(delta)
+            return True
+        if verdict is Verdict.SKIP:
+            return False
+        raise SequenceGap(f"{self.symbol}: gap at {_ids(delta)}")
+
+    def on_snapshot(self, snap: Snapshot) -> bool:
+        """Load ``snap`` (and replay the buffer). Raises :class:`SnapshotTooOld`."""
+        buffered = self.buffer
+        if not self.sequencer.on_snapshot(snap, buffered):
+            raise SnapshotTooOld(self.symbol)
+        self.book.apply_snapshot(snap.bids, snap.asks)
+        self.update_id = snap.update_id
+        if snap.exchange_ts is not None:
+            self.exchange_ts = snap.exchange_ts
+        if snap.checksum is not None and not self.verify(self.book, snap):
+            raise ChecksumMismatch(f"{self.symbol}: snapshot checksum {snap.checksum} does not match")
+        self._check_crossed()
+        self.buffer = []
+        self.live = True
+        for delta in buffered:
+            verdict = self.sequencer.check(delta)
+            if verdict is Verdict.APPLY:
+                self._apply(delta)
+            elif verdict is Verdict.GAP:
+                raise SequenceGap(f"{self.symbol}: buffered stream does not continue the snapshot at {_ids(delta)}")
+        return True
+
+    def _apply(self, delta: Delta) -> None:
+        book = self.book
+        book.apply(delta.bids, delta.asks)
+        if delta.final_id is not None:
+            self.update_id = delta.final_id
+        if delta.exchange_ts is not None:
+            self.exchange_ts = delta.exchange_ts
+        if delta.checksum is not None and not self.verify(book, delta):
+            raise ChecksumMismatch(f"{self.symbol}: checksum {delta.checksum} does not match at {_ids(delta)}")
+        self._check_crossed()
+
+    def _check_crossed(self) -> None:
+        if self.book.is_crossed():
+            bid, ask = self.book.best_bid(), self.book.best_ask()
+            raise CrossedBook(f"{self.symbol}: crossed book, best bid {bid and bid[0]} >= best ask {ask and ask[0]}")
+
+
+def _ids(delta: Delta) -> str:
+    parts = [f"{name}={value}" for name, value in (("first", delta.first_id), ("final", delta.final_id), ("prev", delta.prev_id)) if value is not None]
+    return ", ".join(parts) or "an update"

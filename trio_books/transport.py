@@ -1,0 +1,131 @@
+"""The WebSocket and REST seam. Everything above sees only :class:`Connection`
+and :func:`fetch`; the library behind them can change without touching venues,
+sessions or tests.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+import httpx
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection, open_websocket_url
+
+from .errors import SnapshotFailed, VenueClosed, VenueRejected
+
+
+class Connection(Protocol):
+    async def receive_batch(self) -> list[str | bytes]:
+        """Wait for at least one message; return every message available now."""
+
+    async def send(self, text: str) -> None: ...
+
+    async def ping(self) -> None:
+        """Send an RFC 6455 ping and wait for its pong."""
+
+
+class _TrioWebsocket:
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self._ws = ws
+
+    async def receive_batch(self) -> list[str | bytes]:
+        try:
+            return [await self._ws.get_message()]
+        except ConnectionClosed as exc:
+            raise VenueClosed(_close_text(exc)) from None
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send_message(text)
+        except ConnectionClosed as exc:
+            raise VenueClosed(_close_text(exc)) from None
+
+    async def ping(self) -> None:
+        try:
+            await self._ws.ping()
+        except ConnectionClosed as exc:
+            raise VenueClosed(_close_text(exc)) from None
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    reason = exc.reason
+    if reason is None:
+        return "connection closed"
+    text = f"closed by venue: code {reason.code}"
+    if reason.reason:
+        text += f" ({reason.reason[:120]})"
+    return text
+
+
+_SSL: ssl.SSLContext | None = None
+
+
+def _ssl_context() -> ssl.SSLContext:
+    global _SSL
+    if _SSL is None:
+        _SSL = ssl.create_default_context()  # verification on; never disabled
+    return _SSL
+
+
+@asynccontextmanager
+async def open_connection(
+    url: str, *, max_message_size: int, connect_timeout: float, message_queue_size: int = 64
+) -> AsyncIterator[Connection]:
+    """Open a WebSocket; ``ws://`` and ``wss://`` both work. Failures to connect
+    raise :class:`VenueClosed`; the socket closes when the block exits."""
+    context = _ssl_context() if url.startswith("wss://") else None
+    try:
+        async with open_websocket_url(
+            url,
+            context,
+            max_message_size=max_message_size,
+            message_queue_size=message_queue_size,
+            connect_timeout=connect_timeout,
+            disconnect_timeout=2,
+        ) as ws:
+            yield _TrioWebsocket(ws)
+    except ConnectionRejected as exc:
+        if 400 <= exc.status_code < 500 and exc.status_code != 429:
+            raise VenueRejected(f"connection refused by venue: HTTP {exc.status_code}") from None
+        raise VenueClosed(f"connection refused by venue: HTTP {exc.status_code}") from None
+    except HandshakeError as exc:
+        raise VenueClosed(f"cannot connect: {exc or type(exc).__name__}") from None
+    except OSError as exc:
+        raise VenueClosed(f"cannot connect: {exc.strerror or exc}") from None
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), 3 * 86_400.0))
+    except ValueError:
+        return None
+
+
+async def fetch(client: httpx.AsyncClient, url: str, *, timeout: float) -> bytes:
+    """GET ``url`` and return the body. Raises :class:`SnapshotFailed`, which
+    carries ``Retry-After`` (429/418 and 5xx alike) for the caller's backoff."""
+    try:
+        with trio.fail_after(timeout):
+            resp = await client.get(url)
+    except trio.TooSlowError:
+        raise SnapshotFailed(f"snapshot timed out after {timeout:g} s") from None
+    except httpx.HTTPError as exc:
+        raise SnapshotFailed(f"snapshot request failed: {type(exc).__name__}: {str(exc)[:160]}") from None
+    if resp.status_code != 200:
+        retry = _retry_after(resp)
+        if resp.status_code == 418 and retry is None:
+            retry = 120.0  # Binance: an IP ban lasts 2 minutes at least
+        raise SnapshotFailed(f"snapshot HTTP {resp.status_code}: {resp.text[:160]!r}", retry_after=retry)
+    return resp.content
+
+
+def http_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(verify=True, follow_redirects=False, headers={"User-Agent": "trio-books"})

@@ -1,0 +1,158 @@
+"""What a venue is, as data plus pure functions. Nothing here does I/O.
+
+A venue module builds one :class:`Venue` value. The session code drives it:
+
+1. ``venue.connect(spec)`` gives a fresh :class:`FeedProtocol` for one
+   connection attempt (its state dies with the attempt);
+2. the session opens ``proto.url``, sends ``proto.subscribe()``;
+3. every frame goes through ``proto.parse(raw)`` which returns
+   :class:`~trio_books.model.Snapshot`/:class:`~trio_books.model.Delta` events
+   and control items (:class:`~trio_books.model.Reply` to send back,
+   :data:`~trio_books.model.BEAT` for heartbeat evidence), or raises an
+   :class:`~trio_books.errors.AttemptFailure` (gap, rejection, bad frame ...);
+4. when ``proto.rest_snapshots`` is true the core fetches
+   ``proto.snapshot_url(symbol)`` over HTTP and hands the body to
+   ``proto.parse_snapshot``; deltas are buffered until it arrives;
+5. each symbol's deltas are checked by ``proto.new_sequencer(symbol)``;
+   after every applied event ``proto.verify(book, event)`` checks the venue's
+   checksum (return ``True`` where the venue has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import attrs
+
+from ..book import OrderBook
+from ..model import Beat, Delta, Reply, Snapshot, Verdict
+
+Parsed = Snapshot | Delta | Reply | Beat
+
+
+@attrs.frozen
+class Heartbeat:
+    """A venue's heartbeat rule, as data. :mod:`trio_books.heartbeat` enforces it.
+
+    Attributes:
+        watchdog: end the attempt when nothing that counts arrived for this long.
+        watchdog_on: ``"any"`` — every frame counts; ``"beat"`` — only ``BEAT``
+            items from the parser count (Coinbase heartbeats, BingX server pings).
+        ping_interval: send a client ping this often (``None``: never).
+        ping_text: the application-level ping frame; ``None`` sends an RFC 6455
+            ping frame and waits for its pong.
+        ping_when_idle: ping only when no frame arrived for ``ping_interval`` (OKX).
+        pong_timeout: the answer must come within this long, or the attempt ends.
+        pong_on: what counts as the answer to an application ping: ``"beat"``
+            (a ``BEAT`` from the parser) or ``"any"`` frame.
+    """
+
+    watchdog: float = 60.0
+    watchdog_on: Literal["any", "beat"] = "any"
+    ping_interval: float | None = None
+    ping_text: str | None = None
+    ping_when_idle: bool = False
+    pong_timeout: float = 10.0
+    pong_on: Literal["any", "beat"] = "beat"
+
+
+@attrs.frozen
+class ConnectionSpec:
+    """What one connection is asked to carry."""
+
+    ws_base: str
+    rest_base: str | None
+    symbols: tuple[str, ...]
+    depth: int
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class Sequencer(Protocol):
+    """Per-symbol chain rule (update ids, sequence numbers)."""
+
+    def on_snapshot(self, snap: Snapshot, buffered: Sequence[Delta]) -> bool:
+        """Start the chain from ``snap``. Return False when the snapshot is too
+        old for the buffered stream (the core fetches a new one)."""
+
+    def check(self, delta: Delta) -> Verdict:
+        """APPLY, SKIP (stale, already in the book) or GAP (resync)."""
+
+
+class FeedProtocol(Protocol):
+    """One connection's protocol state. Pure: no I/O, no Trio."""
+
+    url: str
+    symbols: Sequence[str]
+    rest_snapshots: bool
+
+    def subscribe(self) -> list[str]: ...
+
+    def parse(self, raw: str | bytes) -> list[Parsed]: ...
+
+    def new_sequencer(self, symbol: str) -> Sequencer: ...
+
+    def snapshot_url(self, symbol: str) -> str: ...
+
+    def parse_snapshot(self, symbol: str, body: bytes) -> Snapshot: ...
+
+    def verify(self, book: OrderBook, event: Snapshot | Delta) -> bool: ...
+
+
+@attrs.frozen
+class RestBudget:
+    """A REST request-weight budget per venue (e.g. Binance: 6000 weight/minute)."""
+
+    weight_per_minute: int
+    snapshot_weight: Callable[[int], int]
+
+
+@attrs.frozen
+class Venue:
+    """A venue: endpoints, limits and the factory of its per-connection protocol.
+
+    Attributes:
+        id: the public venue id (``binance_spot`` ...).
+        ws_url: the documented WebSocket base; ``ws_url`` in config overrides it.
+        rest_url: the documented REST base (``None``: the venue needs no REST).
+        connect: builds a fresh :class:`FeedProtocol` for one connection.
+        heartbeat: the venue's heartbeat rule.
+        max_symbols_per_connection: symbols past this are split across connections.
+        depths: the allowed ``depth`` values, or ``None`` for any in ``1..max_depth``.
+        default_depth: used when the config says nothing.
+        max_message_size: the WebSocket message limit for this venue (bytes).
+        first_event_deadline: a connection that yields no book event this soon
+            after connecting has failed (silently dead subscriptions).
+        options: venue-specific config keys and their types.
+        rest_budget: paces REST snapshots across the venue's connections.
+        connect_budget: ``(attempts, seconds)``: at most this many connection
+            attempts per period across the venue (Kraken: 150 per 10 min).
+        subscribe_spacing: seconds between subscribe frames (venues that limit
+            incoming messages per second).
+    """
+
+    id: str
+    ws_url: str
+    rest_url: str | None
+    connect: Callable[[ConnectionSpec], FeedProtocol]
+    heartbeat: Heartbeat = Heartbeat()
+    max_symbols_per_connection: int = 100
+    depths: tuple[int, ...] | None = None
+    max_depth: int = 5000
+    default_depth: int = 100
+    max_message_size: int = 2**20
+    first_event_deadline: float | None = None
+    options: Mapping[str, type] = attrs.field(factory=dict)
+    rest_budget: RestBudget | None = None
+    connect_budget: tuple[int, float] | None = None
+    subscribe_spacing: float = 0.0
+
+    def depth_problem(self, depth: int) -> str | None:
+        """Why ``depth`` is not allowed here, or ``None`` when it is."""
+        if self.depths is not None:
+            if depth not in self.depths:
+                return "must be one of " + ", ".join(str(d) for d in self.depths)
+            return None
+        if not 1 <= depth <= self.max_depth:
+            return f"must be between 1 and {self.max_depth}"
+        return None
