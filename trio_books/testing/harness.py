@@ -1,0 +1,149 @@
+"""Helpers to test against the fakes: compare books with the fake's truth,
+and run ``trio-books run`` as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import trio
+
+from ..book import levels_equal
+from ..model import Level
+from ._base import FakeVenue
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def same_top(got_bids, got_asks, fake: FakeVenue, symbol: str, n: int) -> bool:
+    want_bids, want_asks = fake.top(symbol, n)
+    return levels_equal(list(got_bids)[:n], want_bids) and levels_equal(list(got_asks)[:n], want_asks)
+
+
+async def converge(
+    get_top: Callable[[], Any],
+    fake: FakeVenue,
+    symbol: str,
+    *,
+    n: int = 20,
+    timeout: float = 10.0,
+    poll: float = 0.05,
+) -> None:
+    """Pause the fake's stream and wait until ``get_top()`` (sync or async,
+    returning ``(bids, asks)`` or ``None`` while not live) equals the fake's
+    true top ``n`` levels. Raises AssertionError with both tops on timeout.
+    The stream is resumed afterwards."""
+    was_paused = fake.paused
+    fake.paused = True
+    got: Any = None
+    try:
+        with trio.move_on_after(timeout):
+            while True:
+                got = get_top()
+                if hasattr(got, "__await__"):
+                    got = await got
+                if got is not None and same_top(got[0], got[1], fake, symbol, n):
+                    return
+                await trio.sleep(poll)
+        want = fake.top(symbol, n)
+        raise AssertionError(f"{fake.venue_id}/{symbol} did not converge to the true book within {timeout} s:\n"
+                             f"  got  {got!r}\n  want {want!r}")
+    finally:
+        fake.paused = was_paused
+
+
+def view_top(books, venue: str, symbol: str, n: int = 20) -> Callable[[], tuple[list[Level], list[Level]] | None]:
+    """A ``get_top`` for :func:`converge` over a library ``Books`` handle."""
+    from ..errors import NotLive
+
+    def get() -> tuple[list[Level], list[Level]] | None:
+        try:
+            v = books.view(venue, symbol, n)
+        except NotLive:
+            return None
+        return list(v.bids), list(v.asks)
+
+    return get
+
+
+class ServiceProcess:
+    """``trio-books run`` on a config, as a subprocess, with its HTTP API on a free port."""
+
+    def __init__(self, config_text: str, *, extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self._dir = tempfile.TemporaryDirectory(prefix="trio-books-")
+        self.config_path = os.path.join(self._dir.name, "config.toml")
+        with open(self.config_path, "w") as fh:
+            fh.write(config_text)
+        self.log_path = os.path.join(self._dir.name, "service.log")
+        self.args = [sys.executable, "-m", "trio_books", "run", "--config", self.config_path,
+                     "--http", f"127.0.0.1:{self.port}", *(extra_args or [])]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: trio.Process | None = None
+        self._log = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, nursery: trio.Nursery, *, ready_timeout: float = 20.0) -> "ServiceProcess":
+        self._log = open(self.log_path, "wb")
+        self.proc = await nursery.start(
+            lambda task_status: trio.run_process(self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                                 env=self.env, check=False, task_status=task_status)
+        )
+        with trio.fail_after(ready_timeout):
+            while True:
+                try:
+                    await self.get("/venues")
+                    return self
+                except httpx.TransportError:
+                    if self.proc.returncode is not None:
+                        raise AssertionError(f"service exited with {self.proc.returncode}:\n{self.log()}") from None
+                    await trio.sleep(0.1)
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            return await client.get(self.base + path)
+
+    def book_top(self, venue: str, symbol: str, n: int = 20) -> Callable[[], Any]:
+        """A ``get_top`` for :func:`converge` over ``GET /books/...``."""
+        from urllib.parse import quote
+
+        async def get():
+            resp = await self.get(f"/books/{venue}/{quote(symbol, safe='')}?depth={n}")
+            if resp.status_code != 200:
+                return None
+            body = resp.json()
+            return [tuple(x) for x in body["bids"]], [tuple(x) for x in body["asks"]]
+
+        return get
+
+    async def stop(self, sig: int = 15, timeout: float = 5.0) -> int:
+        """Send ``sig`` (SIGTERM) and wait for the exit status."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        with trio.fail_after(timeout):
+            await self.proc.wait()
+        if self._log:
+            self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
