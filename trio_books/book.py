@@ -106,6 +106,8 @@ class OrderBook:
 def _set(side: SortedDict, levels: Iterable[Level], negate: bool) -> None:
     for level in levels:
         try:
+            if type(level) is not list and type(level) is not tuple:
+                raise TypeError
             price, qty = level
         except (TypeError, ValueError):
             raise BadFrame(f"bad level {level!r}") from None

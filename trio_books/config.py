@@ -183,7 +183,7 @@ def _check_url(value: str | None, key: str, schemes: tuple[str, ...]) -> None:
         return
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(f"{key}: expected a {'/'.join(s + '://' for s in schemes)} URL with a host, got {_show(value)}")
+        raise ConfigError(f"{key}: expected a {' or '.join(s + '://' for s in schemes)} URL with a host, got {_show(value)}")
     try:
         parts.port
     except ValueError:
