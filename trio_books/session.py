@@ -9,6 +9,7 @@ sequencers die with it, so no event of an old connection can reach a book).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import attrs
@@ -113,6 +114,7 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
         proto.url, max_message_size=venue.max_message_size, connect_timeout=rt.cfg.connect_timeout
     ) as conn:
         rt.stats.connected += 1
+        rt.stats.channel_capacity = rt.service.channel_capacity
         try:
             now = trio.current_time()
             live = Liveness(last_frame=now, last_beat=now)
@@ -178,6 +180,7 @@ async def _read_loop(conn: Connection, proto: FeedProtocol, send: trio.MemorySen
                     f"update channel full ({rt.service.channel_capacity} batches): the book task fell behind"
                 ) from None
             used = send.statistics().current_buffer_used
+            stats.channel_used = used
             if used > stats.channel_high_water:
                 stats.channel_high_water = used
 
@@ -250,10 +253,15 @@ async def _maintain_books(
                 log.info("{} live ({} bids, {} asks)", event.symbol, len(sync.book.bids), len(sync.book.asks))
             elif entries[event.symbol].book is not sync.book:
                 store.publish(venue_id, event.symbol, sync.book)
+        now = time.time()
+        latency = rt.stats.latency
         for symbol in touched:
             sync = syncs[symbol]
             if sync.live:
                 store.touched(entries[symbol], sync.update_id, sync.exchange_ts)
+                if sync.exchange_ts is not None:
+                    latency.observe(now - sync.exchange_ts)
+        rt.stats.channel_used = recv.statistics().current_buffer_used
 
 
 async def _sync_deadline(rt: VenueRuntime, pending: set[str]) -> None:

@@ -77,6 +77,30 @@ class BookEntry:
         return self._changed
 
 
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@attrs.define
+class LatencyHistogram:
+    """Exchange timestamp → book applied, in seconds (cumulative buckets are made on export)."""
+
+    counts: list[int] = attrs.field(factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, seconds: float) -> None:
+        if seconds < 0:
+            seconds = 0.0  # clocks differ; never report negative latency
+        i = 0
+        for bound in LATENCY_BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        self.counts[i] += 1
+        self.total += seconds
+        self.n += 1
+
+
 @attrs.define
 class VenueStats:
     venue: str
@@ -91,7 +115,10 @@ class VenueStats:
     bytes: int = 0
     snapshots_fetched: int = 0
     channel_high_water: int = 0
+    channel_used: int = 0
+    channel_capacity: int = 0
     last_error: str | None = None
+    latency: "LatencyHistogram" = attrs.field(factory=lambda: LatencyHistogram())
 
     @property
     def resyncs(self) -> int:

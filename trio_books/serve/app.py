@@ -11,12 +11,15 @@ from hypercorn.trio import serve as hypercorn_serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import UnknownBook
 from ..model import BookState
 from ..runner import venue_statistics
 from ..store import BookStore
+from .metrics import ClientCounts, build_registry
+from .stream import StreamHub
 
 MAX_DEPTH_PARAM = 5000
 
@@ -32,8 +35,15 @@ def _error(status: int, message: str, **extra: Any) -> JSON:
     return JSON({"error": message, **extra}, status_code=status)
 
 
-def build_app(store: BookStore) -> Starlette:
-    """The read API over ``store``: ``/health``, ``/venues``, ``/books/{venue}/{symbol}``."""
+def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlette:
+    """The API over ``store``: ``/health``, ``/venues``, ``/books/{venue}/{symbol}``,
+    ``/metrics`` (Prometheus) and ``/ws`` (streaming)."""
+    clients = clients or ClientCounts()
+    registry = build_registry(store, clients)
+    hub = StreamHub(store, clients)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def health(request: Request) -> JSON:
         venues = {}
@@ -85,14 +95,24 @@ def build_app(store: BookStore) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> JSON:
         return _error(404, "not found")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/health", health),
             Route("/venues", venues),
             Route("/books/{venue}/{symbol:path}", book),
+            Route("/metrics", metrics),
+            WebSocketRoute("/ws", hub.handle),
         ],
+        middleware=[],
         exception_handlers={404: not_found},
     )
+
+    async def counted(scope, receive, send):
+        if scope["type"] == "http":
+            clients.http_requests += 1
+        await app(scope, receive, send)
+
+    return counted
 
 
 async def serve_http(app: Any, host: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:

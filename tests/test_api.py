@@ -1,0 +1,207 @@
+"""The HTTP API, /metrics and the /ws stream, in process over loopback."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+from trio_websocket import open_websocket_url
+
+from trio_books import load_config_text
+from trio_books.book import OrderBook
+from trio_books.runner import build_store, run_venues
+from trio_books.serve.app import build_app, serve_http
+from trio_books.testing import FakeBinanceSpot
+from trio_books.testing.harness import converge
+
+VENUE = "binance_spot"
+
+
+async def start_service(nursery, fake, **extra):
+    cfg = load_config_text(fake.config_toml(depth=100, backoff_base=0.1, backoff_cap=0.2, **extra))
+    store = build_store(cfg)
+    binds = await nursery.start(serve_http, build_app(store), "127.0.0.1", 0)
+    nursery.start_soon(run_venues, cfg, store)
+    base = binds[0]
+    return store, base
+
+
+async def wait_live(store, timeout=10):
+    from trio_books.model import BookState
+
+    with trio.fail_after(timeout):
+        while not all(e.state is BookState.LIVE for e in store.entries()):
+            await store.wait_change()
+
+
+async def test_health_venues_books_and_metrics(nursery):
+    fake = await nursery.start(FakeBinanceSpot(["BTCUSDT", "ETHUSDT"], rate=50).serve)
+    store, base = await start_service(nursery, fake)
+    async with httpx.AsyncClient(base_url=base) as http:
+        assert (await http.get("/health")).status_code == 503  # nothing live yet
+        await wait_live(store)
+        health = (await http.get("/health")).json()
+        assert health["status"] == "ok"
+        v = health["venues"][VENUE]
+        assert v["state"] == "live" and v["connected"] and v["reconnects"] == 0 and v["resyncs"] == 0
+        assert v["last_message_age_s"] is not None and v["last_message_age_s"] < 5
+        venues = (await http.get("/venues")).json()
+        assert venues["venues"][VENUE]["symbols"] == {"BTCUSDT": "live", "ETHUSDT": "live"}
+        assert (await http.get("/books/binance_spot/BTCUSDT?depth=0")).status_code == 400
+        assert (await http.get("/books/binance_spot/BTCUSDT?depth=abc")).status_code == 400
+        assert (await http.get("/nope")).json() == {"error": "not found"}
+
+        fake.skip_next_update("BTCUSDT")
+        with trio.fail_after(10):
+            while store.venues[VENUE].failures.get("gap", 0) == 0:
+                await trio.sleep(0.02)
+        resp = await http.get("/books/binance_spot/BTCUSDT")
+        if resp.status_code == 503:
+            assert resp.json()["state"] in ("stale", "syncing")
+        await wait_live(store)
+
+        text = (await http.get("/metrics")).text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+        assert samples[("trio_books_attempt_failures_total", (("reason", "gap"), ("venue", VENUE)))] == 1
+        assert samples[("trio_books_resyncs_total", (("reason", "gap"), ("venue", VENUE)))] == 1
+        assert samples[("trio_books_reconnects_total", (("venue", VENUE),))] == 1
+        assert samples[("trio_books_frames_total", (("venue", VENUE),))] == store.venues[VENUE].frames > 0
+        assert samples[("trio_books_book_state", (("state", "live"), ("symbol", "BTCUSDT"), ("venue", VENUE)))] == 1
+        assert samples[("trio_books_channel_capacity", (("venue", VENUE),))] == 5000
+        assert samples[("trio_books_apply_latency_seconds_count", (("venue", VENUE),))] > 0
+        assert ("trio_books_book_age_seconds", (("symbol", "ETHUSDT"), ("venue", VENUE))) in samples
+        assert samples[("trio_books_http_requests_total", ())] >= 8
+
+
+class StreamClient:
+    """Applies /ws messages to a local book, checking the per-subscription seq."""
+
+    def __init__(self) -> None:
+        self.book = OrderBook()
+        self.seq = 0
+        self.snapshots = 0
+        self.states: list[str] = []
+
+    def apply(self, msg: dict) -> None:
+        if msg["type"] == "error":
+            raise AssertionError(msg)
+        assert msg["seq"] == self.seq + 1, (msg["seq"], self.seq)
+        self.seq = msg["seq"]
+        if msg["type"] == "status":
+            self.states.append(msg["state"])
+        elif msg["type"] == "snapshot":
+            self.snapshots += 1
+            self.book.apply_snapshot([tuple(x) for x in msg["bids"]], [tuple(x) for x in msg["asks"]])
+        elif msg["type"] == "update":
+            self.book.apply([tuple(x) for x in msg["bids"]], [tuple(x) for x in msg["asks"]])
+
+
+async def test_stream_fast_and_slow_clients_end_with_the_true_book(nursery):
+    fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=200, changes_per_event=5).serve)
+    store, base = await start_service(nursery, fake)
+    await wait_live(store)
+    url = base.replace("http://", "ws://") + "/ws"
+    fast, slow = StreamClient(), StreamClient()
+
+    async def run(client: StreamClient, delay: float, done: trio.Event):
+        async with open_websocket_url(url) as ws:
+            await ws.send_message(orjson.dumps({"op": "subscribe", "venue": VENUE, "symbol": "BTCUSDT", "depth": 20}).decode())
+            while True:
+                with trio.move_on_after(1.0) as idle:
+                    msg = orjson.loads(await ws.get_message())
+                if idle.cancelled_caught:
+                    break  # the fake paused and everything was delivered
+                client.apply(msg)
+                if delay:
+                    await trio.sleep(delay)
+        done.set()
+
+    fast_done, slow_done = trio.Event(), trio.Event()
+    nursery.start_soon(run, fast, 0, fast_done)
+    nursery.start_soon(run, slow, 0.05, slow_done)  # 20 messages/s against ~200 changes/s
+    await trio.sleep(2.0)
+    fake.paused = True
+    with trio.fail_after(15):
+        await fast_done.wait()
+        await slow_done.wait()
+    want_bids, want_asks = fake.top("BTCUSDT", 20)
+    for client in (fast, slow):
+        assert client.book.top_bids(20) == want_bids
+        assert client.book.top_asks(20) == want_asks
+        assert client.snapshots >= 1 and client.states[0] == "live"
+
+
+async def test_a_slow_subscriber_is_conflated_not_queued():
+    """Drive the hub's follower directly with a send that takes 50 ms while the
+    book changes 200 times: far fewer messages, and they still add up to the book."""
+    from trio_books.model import BookState
+    from trio_books.serve.metrics import ClientCounts
+    from trio_books.serve.stream import StreamHub
+    from trio_books.store import BookStore
+
+    store = BookStore([(VENUE, "X")])
+    book = OrderBook(100)
+    book.apply([("1.00", "1")], [("2.00", "1")])
+    store.publish(VENUE, "X", book)
+    store.set_state(VENUE, ["X"], BookState.LIVE)
+    client = StreamClient()
+
+    async def slow_send(msg):
+        client.apply(msg)
+        await trio.sleep(0.05)
+
+    hub = StreamHub(store, ClientCounts())
+    entry = store.entry(VENUE, "X")
+    async with trio.open_nursery() as n:
+        scope = trio.CancelScope()
+        n.start_soon(hub._follow, scope, VENUE, "X", 20, "book", slow_send)
+        for i in range(200):
+            book.apply([(f"1.{i % 50:02d}", str(i + 1))], [(f"2.{i % 30:02d}", "0" if i % 7 == 0 else str(i))])
+            store.touched(entry, i, None)
+            await trio.sleep(0.001)
+        await trio.sleep(0.2)
+        scope.cancel()
+    assert client.seq < 60  # conflated: ~4 messages per 200 ms, not 200
+    assert client.book.top_bids(20) == book.top_bids(20)
+    assert client.book.top_asks(20) == book.top_asks(20)
+
+
+async def test_stream_rejects_bad_requests_clearly(nursery):
+    fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=10).serve)
+    store, base = await start_service(nursery, fake)
+    url = base.replace("http://", "ws://") + "/ws"
+    async with open_websocket_url(url) as ws:
+        for bad, want in [
+            ("nope", "not valid JSON"),
+            ("[1]", "expected a JSON object"),
+            ('{"op":"dance"}', 'op must be "subscribe"'),
+            ('{"op":"subscribe","venue":"binance_spot","symbol":"XXX"}', "unknown symbol"),
+            ('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","depth":0}', "depth must be"),
+            ('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","kind":"all"}', "kind must be"),
+            ("x" * 5000, "message too large"),
+        ]:
+            await ws.send_message(bad)
+            msg = orjson.loads(await ws.get_message())
+            assert msg["type"] == "error" and want in msg["error"], (bad[:40], msg)
+
+
+async def test_stream_top_of_book(nursery):
+    fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=50).serve)
+    store, base = await start_service(nursery, fake)
+    await wait_live(store)
+    url = base.replace("http://", "ws://") + "/ws"
+    async with open_websocket_url(url) as ws:
+        await ws.send_message('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","kind":"top"}')
+        status = orjson.loads(await ws.get_message())
+        assert status["type"] == "status" and status["state"] == "live"
+        await trio.sleep(0.3)
+        fake.paused = True
+        last = None
+        with trio.move_on_after(0.5):
+            while True:
+                last = orjson.loads(await ws.get_message())
+        assert last["type"] == "top"
+        bids, asks = fake.top("BTCUSDT", 1)
+        assert last["bid"] == list(bids[0]) and last["ask"] == list(asks[0])

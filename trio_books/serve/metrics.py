@@ -1,0 +1,102 @@
+"""Prometheus metrics, collected from the store at scrape time (nothing on the hot path)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import CollectorRegistry
+
+from ..model import BookState
+from ..store import LATENCY_BUCKETS, BookStore
+
+REASONS = ("gap", "checksum", "crossed", "heartbeat", "overflow", "close", "error", "bad_frame",
+           "rejected", "snapshot", "sync_timeout", "no_data")
+
+
+class ClientCounts:
+    """API and stream client counts, kept by the HTTP app."""
+
+    def __init__(self) -> None:
+        self.http_requests = 0
+        self.stream_clients = 0
+        self.stream_clients_total = 0
+        self.stream_snapshots = 0
+
+
+class StoreCollector:
+    def __init__(self, store: BookStore, clients: ClientCounts) -> None:
+        self.store = store
+        self.clients = clients
+
+    def collect(self) -> Iterator:
+        store = self.store
+        frames = CounterMetricFamily("trio_books_frames", "WebSocket frames received", labels=["venue"])
+        nbytes = CounterMetricFamily("trio_books_received_bytes", "WebSocket payload bytes received", labels=["venue"])
+        reconnects = CounterMetricFamily("trio_books_reconnects", "Connection attempts after the first", labels=["venue"])
+        ended = CounterMetricFamily("trio_books_attempt_failures", "Connection attempts ended, by reason", labels=["venue", "reason"])
+        resyncs = CounterMetricFamily("trio_books_resyncs", "Books rebuilt after an integrity failure, by reason", labels=["venue", "reason"])
+        parse_errors = CounterMetricFamily("trio_books_parse_errors", "Frames that could not be parsed", labels=["venue"])
+        snapshots = CounterMetricFamily("trio_books_rest_snapshots", "REST snapshots fetched", labels=["venue"])
+        connected = GaugeMetricFamily("trio_books_connected", "Open venue connections", labels=["venue"])
+        occupancy = GaugeMetricFamily("trio_books_channel_occupancy", "Update channel batches waiting", labels=["venue"])
+        high = GaugeMetricFamily("trio_books_channel_high_water", "Highest update channel occupancy seen", labels=["venue"])
+        capacity = GaugeMetricFamily("trio_books_channel_capacity", "Update channel capacity", labels=["venue"])
+        state = GaugeMetricFamily("trio_books_book_state", "1 for the book's current state", labels=["venue", "symbol", "state"])
+        age = GaugeMetricFamily("trio_books_book_age_seconds", "Seconds since the book last applied an update", labels=["venue", "symbol"])
+        latency = HistogramMetricFamily("trio_books_apply_latency_seconds", "Exchange timestamp to book applied", labels=["venue"])
+        from ..store import INTEGRITY_REASONS
+
+        now = trio.current_time() if _in_trio() else None
+        for venue, st in store.venues.items():
+            frames.add_metric([venue], st.frames)
+            nbytes.add_metric([venue], st.bytes)
+            reconnects.add_metric([venue], st.reconnects)
+            for reason in REASONS:
+                ended.add_metric([venue, reason], st.failures.get(reason, 0))
+                if reason in INTEGRITY_REASONS:
+                    resyncs.add_metric([venue, reason], st.failures.get(reason, 0))
+            parse_errors.add_metric([venue], st.failures.get("bad_frame", 0))
+            snapshots.add_metric([venue], st.snapshots_fetched)
+            connected.add_metric([venue], st.connected)
+            occupancy.add_metric([venue], st.channel_used)
+            high.add_metric([venue], st.channel_high_water)
+            capacity.add_metric([venue], st.channel_capacity)
+            buckets, running = [], 0
+            for bound, count in zip(LATENCY_BUCKETS, st.latency.counts):
+                running += count
+                buckets.append((repr(bound), running))
+            buckets.append(("+Inf", st.latency.n))
+            latency.add_metric([venue], buckets, st.latency.total)
+        for e in store.entries():
+            for s in BookState:
+                state.add_metric([e.venue, e.symbol, s.value], 1.0 if e.state is s else 0.0)
+            if e.applied_at is not None and now is not None:
+                age.add_metric([e.venue, e.symbol], max(0.0, now - e.applied_at))
+        yield from (frames, nbytes, reconnects, ended, resyncs, parse_errors, snapshots, connected,
+                    occupancy, high, capacity, state, age, latency)
+        requests = CounterMetricFamily("trio_books_http_requests", "HTTP API requests served")
+        requests.add_metric([], self.clients.http_requests)
+        stream = GaugeMetricFamily("trio_books_stream_clients", "Connected WebSocket stream clients")
+        stream.add_metric([], self.clients.stream_clients)
+        stream_total = CounterMetricFamily("trio_books_stream_clients_accepted", "WebSocket stream clients accepted")
+        stream_total.add_metric([], self.clients.stream_clients_total)
+        uptime = GaugeMetricFamily("trio_books_uptime_seconds", "Seconds since start")
+        uptime.add_metric([], time.time() - store.started_at)
+        yield from (requests, stream, stream_total, uptime)
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+        return True
+    except RuntimeError:
+        return False
+
+
+def build_registry(store: BookStore, clients: ClientCounts) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store, clients))
+    return registry
