@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--channel-capacity", dest="channel_capacity", type=int, default=None, help="per-venue update channel capacity")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path")
+    health = sub.add_parser("health", help="exit 0 if the running service reports healthy (for container health checks)")
+    health.add_argument("--http", default=None, help="service address host:port (default: $TRIO_BOOKS_HTTP or 127.0.0.1:8080)")
+    health.add_argument("--timeout", type=float, default=3.0)
+    demo = sub.add_parser("demo", help="run the service against the shipped fake venues on localhost (no exchange access needed)")
+    demo.add_argument("--http", default=None, help="HTTP API bind address host:port (default 127.0.0.1:8080, or $TRIO_BOOKS_HTTP)")
+    demo.add_argument("--log-level", dest="log_level", default=None)
+    demo.add_argument("--seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
     return p
 
 
@@ -65,6 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         enabled = config.enabled_venues()
         print(f"{args.path}: ok ({len(enabled)} venues, {sum(len(v.symbols) for _, v in enabled)} books)")
         return 0
+    if args.command == "health":
+        return _health(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        try:
+            return run_demo(args, apply_overrides)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         config = apply_overrides(load_config(args.config), args)
     except ConfigError as exc:
@@ -78,7 +95,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _run_service(config: Config) -> None:
+def _health(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    address = args.http or os.environ.get(ENV_PREFIX + "HTTP", "127.0.0.1:8080")
+    try:
+        host, port = parse_address(address, "--http")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        print(f"unhealthy: HTTP {exc.code}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+    print(body.get("status", "?"))
+    return 0
+
+
+async def _run_service(config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     from .runner import build_store, run_venues
     from .serve.app import build_app, serve_http
 
@@ -98,6 +142,7 @@ async def _run_service(config: Config) -> None:
             nursery.start_soon(run_venues, config, store)
             venues = ", ".join(f"{v} ({len(c.symbols)})" for v, c in config.enabled_venues()) or "none"
             log.info("trio-books started: http {}; venues {}", " ".join(binds), venues)
+            task_status.started(binds)
             async for signum in signals:
                 log.info("trio-books stopping ({})", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
