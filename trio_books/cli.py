@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http", default=None, help="HTTP API bind address host:port (overrides service.http)")
     run.add_argument("--log-level", dest="log_level", default=None, help="log level (overrides service.log_level)")
     run.add_argument("--channel-capacity", dest="channel_capacity", type=int, default=None, help="per-venue update channel capacity")
+    rec = sub.add_parser("record", help="run the service and record every raw frame and REST snapshot")
+    rec.add_argument("--config", default=os.environ.get(ENV_PREFIX + "CONFIG", "config.toml"))
+    rec.add_argument("--out", required=True, help="directory for the recording (rotated .jsonl.gz files)")
+    rec.add_argument("--max-mb", dest="max_mb", type=float, default=256.0, help="rotate files at this many MB (uncompressed)")
+    rec.add_argument("--http", default=None)
+    rec.add_argument("--log-level", dest="log_level", default=None)
+    rep = sub.add_parser("replay", help="rebuild books offline from a recording and print integrity results")
+    rep.add_argument("files", nargs="+")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path")
     health = sub.add_parser("health", help="exit 0 if the running service reports healthy (for container health checks)")
@@ -74,6 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "health":
         return _health(args)
+    if args.command == "replay":
+        from .record import format_results, read_records, replay
+
+        try:
+            results = replay(read_records(args.files))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: cannot replay: {exc}", file=sys.stderr)
+            return 2
+        print(format_results(results))
+        return 1 if any(r.failures for r in results.values()) else 0
     if args.command == "demo":
         from .demo import run_demo
 
@@ -88,10 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.service.log_level)
+    recorder = None
+    if args.command == "record":
+        from .record import Recorder
+
+        recorder = Recorder(args.out, max_bytes=int(args.max_mb * 2**20))
     try:
-        trio.run(_run_service, config)
+        trio.run(_run_service, config, recorder)
     except KeyboardInterrupt:
         pass
+    finally:
+        if recorder is not None:
+            recorder.close()
+            print(f"recorded to {', '.join(recorder.files) or 'nothing'}", file=sys.stderr)
     return 0
 
 
@@ -122,7 +149,7 @@ def _health(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_service(config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+async def _run_service(config: Config, recorder=None, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     from .runner import build_store, run_venues
     from .serve.app import build_app, serve_http
 
@@ -139,7 +166,7 @@ async def _run_service(config: Config, *, task_status: trio.TaskStatus[list[str]
                 raise SystemExit(1) from None
             if host not in ("127.0.0.1", "localhost", "::1"):
                 log.warning("HTTP API bound to {} (not loopback): reachable from other hosts", host)
-            nursery.start_soon(run_venues, config, store)
+            nursery.start_soon(run_venues, config, store, recorder)
             venues = ", ".join(f"{v} ({len(c.symbols)})" for v, c in config.enabled_venues()) or "none"
             log.info("trio-books started: http {}; venues {}", " ".join(binds), venues)
             task_status.started(binds)

@@ -124,11 +124,12 @@ def build_store(config: Config) -> BookStore:
     return store
 
 
-async def run_venues(config: Config, store: BookStore) -> None:
-    """Run one supervisor per enabled venue until cancelled."""
+async def run_venues(config: Config, store: BookStore, recorder=None) -> None:
+    """Run one supervisor per enabled venue until cancelled (recording raw
+    traffic when given a :class:`~trio_books.record.Recorder`)."""
     async with trio.open_nursery() as nursery:
         for vid, vcfg in config.enabled_venues():
-            nursery.start_soon(supervise_venue, get_venue(vid), vcfg, config.service, store, name=f"venue:{vid}")
+            nursery.start_soon(supervise_venue, get_venue(vid), vcfg, config.service, store, recorder, name=f"venue:{vid}")
 
 
 @asynccontextmanager

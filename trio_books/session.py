@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import httpx
@@ -52,6 +53,7 @@ class VenueRuntime:
     http: httpx.AsyncClient | None = None
     rest_limiter: "RestLimiter | None" = None
     connect_budget: AttemptBudget | None = None
+    recorder: Any = None
 
     @property
     def depth(self) -> int:
@@ -109,7 +111,10 @@ class RestLimiter:
 async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
     """Run one connection for ``symbols`` until it fails. Always ends by raising."""
     venue = rt.venue
-    proto = venue.connect(rt.spec(symbols))
+    spec = rt.spec(symbols)
+    proto = venue.connect(spec)
+    recorder = rt.recorder
+    rec_id = recorder.new_connection(venue.id, proto.url, spec) if recorder is not None else 0
     async with open_connection(
         proto.url, max_message_size=venue.max_message_size, connect_timeout=rt.cfg.connect_timeout
     ) as conn:
@@ -120,19 +125,23 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
             live = Liveness(last_frame=now, last_beat=now)
             send, recv = trio.open_memory_channel[list](rt.service.channel_capacity)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_read_loop, conn, proto, send, live, rt, name=f"{venue.id}:read")
+                nursery.start_soon(_read_loop, conn, proto, send, live, rt, rec_id, name=f"{venue.id}:read")
                 nursery.start_soon(enforce_heartbeat, conn, rt.heartbeat(), live, name=f"{venue.id}:heartbeat")
                 for i, frame in enumerate(proto.subscribe()):
                     if i and venue.subscribe_spacing:
                         await trio.sleep(venue.subscribe_spacing)
                     await conn.send(frame)
+                    if recorder is not None:
+                        recorder.frame(venue.id, rec_id, "tx", frame)
                 log.debug("subscribed {}", ", ".join(symbols))
-                nursery.start_soon(_maintain_books, recv, send, proto, rt, nursery, log, name=f"{venue.id}:books")
+                nursery.start_soon(_maintain_books, recv, send, proto, rt, nursery, log, rec_id, name=f"{venue.id}:books")
         finally:
             rt.stats.connected -= 1
 
 
-async def _read_loop(conn: Connection, proto: FeedProtocol, send: trio.MemorySendChannel, live: Liveness, rt: VenueRuntime) -> None:
+async def _read_loop(
+    conn: Connection, proto: FeedProtocol, send: trio.MemorySendChannel, live: Liveness, rt: VenueRuntime, rec_id: int = 0
+) -> None:
     """Decode and parse every frame, answer pings, and hand each socket read's
     events to the book task in one batch. Never blocks on the book task: a full
     channel is a :class:`ChannelOverflow` that ends the attempt."""
@@ -141,6 +150,7 @@ async def _read_loop(conn: Connection, proto: FeedProtocol, send: trio.MemorySen
     deadline = rt.venue.first_event_deadline
     got_event = deadline is None
     started = trio.current_time()
+    recorder = rt.recorder
     while True:
         if got_event:
             frames = await conn.receive_batch()
@@ -157,6 +167,8 @@ async def _read_loop(conn: Connection, proto: FeedProtocol, send: trio.MemorySen
         batch: list = []
         for raw in frames:
             stats.bytes += len(raw)
+            if recorder is not None:
+                recorder.frame(rt.venue.id, rec_id, "rx", raw)
             try:
                 items = parse(raw)
             except AttemptFailure:
@@ -197,6 +209,7 @@ async def _maintain_books(
     rt: VenueRuntime,
     nursery: trio.Nursery,
     log,
+    rec_id: int = 0,
 ) -> None:
     """The book task: sequence and apply events; publish books once synced."""
     venue_id = rt.venue.id
@@ -211,7 +224,7 @@ async def _maintain_books(
     def request_snapshot(symbol: str) -> None:
         if symbol not in fetching:
             fetching.add(symbol)
-            nursery.start_soon(_fetch_snapshot, proto, symbol, send, rt, name=f"{venue_id}:snapshot:{symbol}")
+            nursery.start_soon(_fetch_snapshot, proto, symbol, send, rt, rec_id, name=f"{venue_id}:snapshot:{symbol}")
 
     if proto.rest_snapshots:
         async def fetch_quiet_symbols() -> None:
@@ -273,7 +286,7 @@ async def _sync_deadline(rt: VenueRuntime, pending: set[str]) -> None:
     raise SyncTimeout(f"not live within {rt.cfg.sync_timeout:g} s: {', '.join(sorted(pending))}")
 
 
-async def _fetch_snapshot(proto: FeedProtocol, symbol: str, send: trio.MemorySendChannel, rt: VenueRuntime) -> None:
+async def _fetch_snapshot(proto: FeedProtocol, symbol: str, send: trio.MemorySendChannel, rt: VenueRuntime, rec_id: int = 0) -> None:
     """Fetch one REST snapshot (paced by the venue's budget) and post it to the
     book task through the update channel, in order with the stream."""
     assert rt.http is not None
@@ -296,6 +309,8 @@ async def _fetch_snapshot(proto: FeedProtocol, symbol: str, send: trio.MemorySen
                 raise
             await trio.sleep(0.5 * attempts)
     rt.stats.snapshots_fetched += 1
+    if rt.recorder is not None:
+        rt.recorder.frame(rt.venue.id, rec_id, "rest", body, url=url, symbol=symbol)
     try:
         snap = proto.parse_snapshot(symbol, body)
     except AttemptFailure:

@@ -54,12 +54,12 @@ def classify(exc: BaseException) -> tuple[str, str, float | None]:
     return "error", f"{type(chosen).__name__}: {str(chosen)[:200]}", None
 
 
-async def supervise_venue(venue: Venue, cfg: VenueConfig, service: ServiceConfig, store: BookStore) -> None:
+async def supervise_venue(venue: Venue, cfg: VenueConfig, service: ServiceConfig, store: BookStore, recorder=None) -> None:
     """Run every connection of one venue forever. Never raises an ordinary exception."""
     stats = store.venues[venue.id]
     groups = connection_groups(list(cfg.symbols), venue.max_symbols_per_connection)
     stats.connections = len(groups)
-    rt = VenueRuntime(venue=venue, cfg=cfg, service=service, store=store, stats=stats)
+    rt = VenueRuntime(venue=venue, cfg=cfg, service=service, store=store, stats=stats, recorder=recorder)
     if venue.rest_budget is not None:
         rt.rest_limiter = RestLimiter(venue.rest_budget.weight_per_minute)
     if venue.connect_budget is not None:

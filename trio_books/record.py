@@ -1,0 +1,239 @@
+"""Record raw venue traffic, and replay a recording offline through the same
+parsers, sequencers and checksums the service uses.
+
+A recording is JSON lines, one record per line (the format of the captures in
+``shared/realdata``, plus a few keys)::
+
+    {"ts": 1718000000.1, "venue": "binance_spot", "dir": "connect", "url": "wss://…", "frame": "",
+     "conn": 3, "symbols": ["BTCUSDT"], "depth": 1000, "options": {}}
+    {"ts": …, "venue": …, "conn": 3, "dir": "tx",   "frame": "<text sent>"}
+    {"ts": …, "venue": …, "conn": 3, "dir": "rx",   "frame": "<text received>"}        # or "frame_b64" for binary
+    {"ts": …, "venue": …, "conn": 3, "dir": "rest", "url": "https://…", "symbol": "BTCUSDT", "frame": "<body>"}
+
+Files rotate at ``max_bytes`` (uncompressed) and are gzip-compressed.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import itertools
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import attrs
+
+from .errors import AttemptFailure, BadFrame
+from .model import Delta, Snapshot
+from .sync import SnapshotTooOld, SymbolSync
+from .venues import ConnectionSpec, get_venue
+
+_conn_ids = itertools.count(1)
+
+
+class Recorder:
+    """Appends records to rotating gzip JSON-lines files in ``out_dir``."""
+
+    def __init__(self, out_dir: str, *, max_bytes: int = 256 * 2**20, compress: bool = True) -> None:
+        os.makedirs(out_dir, exist_ok=True)
+        self.out_dir = out_dir
+        self.max_bytes = max_bytes
+        self.compress = compress
+        self._fh: IO[str] | None = None
+        self._written = 0
+        self._part = 0
+        self.files: list[str] = []
+
+    def _open(self) -> IO[str]:
+        self._part += 1
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        suffix = ".jsonl.gz" if self.compress else ".jsonl"
+        path = os.path.join(self.out_dir, f"trio-books-{stamp}-{self._part:04d}{suffix}")
+        self.files.append(path)
+        self._written = 0
+        return gzip.open(path, "wt", encoding="utf-8", compresslevel=5) if self.compress else open(path, "w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        if self._fh is None or self._written + len(line) > self.max_bytes:
+            self.close()
+            self._fh = self._open()
+        self._fh.write(line)
+        self._written += len(line)
+
+    def frame(self, venue: str, conn: int, direction: str, raw: str | bytes, **extra: Any) -> None:
+        rec: dict[str, Any] = {"ts": time.time(), "venue": venue, "conn": conn, "dir": direction}
+        if isinstance(raw, (bytes, bytearray)):
+            try:
+                rec["frame"] = raw.decode("utf-8") if direction == "rest" else None
+            except UnicodeDecodeError:
+                rec["frame"] = None
+            if rec["frame"] is None:
+                del rec["frame"]
+                rec["frame_b64"] = base64.b64encode(raw).decode()
+        else:
+            rec["frame"] = raw
+        rec.update(extra)
+        self.write(rec)
+
+    def new_connection(self, venue: str, url: str, spec: ConnectionSpec) -> int:
+        conn = next(_conn_ids)
+        self.frame(venue, conn, "connect", "", url=url, symbols=list(spec.symbols), depth=spec.depth, options=dict(spec.options))
+        return conn
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def read_records(paths: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for path in paths:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        raise ValueError(f"{path}:{n}: not a JSON line") from None
+
+
+def raw_of(rec: dict[str, Any]) -> str | bytes:
+    if "frame_b64" in rec:
+        return base64.b64decode(rec["frame_b64"])
+    return rec.get("frame", "")
+
+
+@attrs.define
+class BookResult:
+    venue: str
+    symbol: str
+    applied: int = 0
+    skipped: int = 0
+    checksums_ok: int = 0
+    snapshots: int = 0
+    crossed: int = 0
+    failures: Counter = attrs.field(factory=Counter)
+    live: bool = False
+    best_bid: tuple[str, str] | None = None
+    best_ask: tuple[str, str] | None = None
+
+
+class _Conn:
+    def __init__(self, rec: dict[str, Any]) -> None:
+        self.venue = get_venue(rec["venue"])
+        self.spec = ConnectionSpec("", "", tuple(rec["symbols"]), int(rec["depth"]), rec.get("options") or {})
+        self.reset()
+
+    def reset(self) -> None:
+        self.proto = self.venue.connect(self.spec)
+        self.syncs = {s: SymbolSync(s, self.spec.depth, self.proto.new_sequencer(s), self.proto.verify, self.proto.rest_snapshots)
+                      for s in self.spec.symbols}
+
+
+def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResult]:
+    """Rebuild every recorded book offline; count checks passed and failed.
+
+    A failed check is what would have ended the attempt live: it is counted
+    under its reason, and that connection's books start over (a resync), as
+    the service would do on its next connection.
+    """
+    conns: dict[Any, _Conn] = {}
+    results: dict[tuple[str, str], BookResult] = {}
+
+    def result(venue: str, symbol: str) -> BookResult:
+        key = (venue, symbol)
+        if key not in results:
+            results[key] = BookResult(venue, symbol)
+        return results[key]
+
+    def fail(conn: _Conn, symbols: Iterable[str], exc: Exception) -> None:
+        reason = exc.reason if isinstance(exc, AttemptFailure) else "error"
+        for s in symbols:
+            r = result(conn.venue.id, s)
+            r.failures[reason] += 1
+            if reason == "crossed":
+                r.crossed += 1
+        conn.reset()
+
+    for rec in records:
+        key = (rec.get("venue"), rec.get("conn"))
+        direction = rec.get("dir")
+        if direction == "connect":
+            conns[key] = _Conn(rec)
+            for s in rec["symbols"]:
+                result(rec["venue"], s)
+            continue
+        conn = conns.get(key)
+        if conn is None:
+            continue
+        if direction == "rest":
+            symbol = rec.get("symbol")
+            sync = conn.syncs.get(symbol)
+            if sync is None:
+                continue
+            try:
+                snap = conn.proto.parse_snapshot(symbol, raw_of(rec) if isinstance(raw_of(rec), bytes) else raw_of(rec).encode())
+                sync.on_snapshot(snap)
+                result(conn.venue.id, symbol).snapshots += 1
+            except SnapshotTooOld:
+                continue
+            except Exception as exc:  # noqa: BLE001 - counted and resynced
+                fail(conn, [symbol], exc if isinstance(exc, AttemptFailure) else BadFrame(str(exc)))
+            continue
+        if direction != "rx":
+            continue
+        try:
+            items = conn.proto.parse(raw_of(rec))
+        except Exception as exc:  # noqa: BLE001
+            fail(conn, conn.spec.symbols, exc if isinstance(exc, AttemptFailure) else BadFrame(str(exc)))
+            continue
+        for item in items:
+            if type(item) not in (Delta, Snapshot):
+                continue
+            sync = conn.syncs.get(item.symbol)
+            if sync is None:
+                continue
+            r = result(conn.venue.id, item.symbol)
+            try:
+                if type(item) is Snapshot:
+                    sync.on_snapshot(item)
+                    r.snapshots += 1
+                    if item.checksum is not None:
+                        r.checksums_ok += 1
+                elif sync.on_delta(item):
+                    r.applied += 1
+                    if item.checksum is not None:
+                        r.checksums_ok += 1
+                elif sync.live:
+                    r.skipped += 1
+            except SnapshotTooOld:
+                continue
+            except Exception as exc:  # noqa: BLE001
+                fail(conn, [item.symbol], exc if isinstance(exc, AttemptFailure) else BadFrame(str(exc)))
+                break
+    for conn in conns.values():
+        for s, sync in conn.syncs.items():
+            r = result(conn.venue.id, s)
+            r.live = sync.live
+            r.best_bid, r.best_ask = sync.book.best_bid(), sync.book.best_ask()
+    return results
+
+
+def format_results(results: dict[tuple[str, str], BookResult]) -> str:
+    lines = []
+    total_fail = 0
+    for (venue, symbol), r in sorted(results.items()):
+        fails = ", ".join(f"{k}={v}" for k, v in sorted(r.failures.items())) or "none"
+        total_fail += sum(r.failures.values())
+        top = f"bid {r.best_bid[0]} ask {r.best_ask[0]}" if r.best_bid and r.best_ask else "empty"
+        lines.append(f"{venue} {symbol}: {'live' if r.live else 'not live'}; snapshots {r.snapshots}, applied {r.applied}, "
+                     f"stale skipped {r.skipped}, checksums ok {r.checksums_ok}; failed checks: {fails} "
+                     f"(resyncs needed {sum(r.failures.values())}, crossed {r.crossed}); {top}")
+    lines.append(f"{len(results)} books, {total_fail} failed checks")
+    return "\n".join(lines)
