@@ -48,12 +48,14 @@ class OrderBook:
     exactly this; for the others it keeps memory bounded).
     """
 
-    __slots__ = ("bids", "asks", "depth")
+    __slots__ = ("bids", "asks", "depth", "_bid_keys", "_ask_keys")
 
     def __init__(self, depth: int | None = None) -> None:
         self.bids: SortedDict = SortedDict()
         self.asks: SortedDict = SortedDict()
         self.depth = depth
+        self._bid_keys: dict[str, Decimal] = {}
+        self._ask_keys: dict[str, Decimal] = {}
 
     # --- writing -------------------------------------------------------------------
     def clear(self) -> None:
@@ -67,8 +69,8 @@ class OrderBook:
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set levels; a zero quantity removes its level (absent levels are fine)."""
-        _set(self.bids, bids, True)
-        _set(self.asks, asks, False)
+        _set(self.bids, bids, True, self._bid_keys)
+        _set(self.asks, asks, False, self._ask_keys)
         depth = self.depth
         if depth is not None:
             if len(self.bids) > depth:
@@ -103,31 +105,54 @@ class OrderBook:
         return len(self.bids) + len(self.asks)
 
 
-def _set(side: SortedDict, levels: Iterable[Level], negate: bool) -> None:
+_KEY_CACHE_MAX = 200_000
+
+
+def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[str, Decimal]) -> None:
+    """Set levels on one side. The hot path: price keys are cached per side
+    (price strings repeat), plain decimal quantities are checked without
+    building a Decimal, and the SortedDict's dict and key list are updated
+    directly (no per-call method dispatch)."""
+    contains = dict.__contains__
+    setitem = dict.__setitem__
+    delitem = dict.__delitem__
+    keys_add = side._list_add
+    keys_remove = side._list_remove
     for level in levels:
-        try:
-            if type(level) is not list and type(level) is not tuple:
-                raise TypeError
-            price, qty = level
-        except (TypeError, ValueError):
-            raise BadFrame(f"bad level {level!r}") from None
-        if type(price) is not str:
-            raise BadFrame(f"bad price {price!r}")
-        key = _key(price)
-        if negate:
-            key = -key
-        if _is_zero(qty):
-            side.pop(key, None)
+        if (type(level) is not list and type(level) is not tuple) or len(level) != 2:
+            raise BadFrame(f"bad level {level!r}")
+        price, qty = level
+        key = cache.get(price)  # type: ignore[arg-type]
+        if key is None:
+            if type(price) is not str:
+                raise BadFrame(f"bad price {price!r}")
+            key = _key(price)
+            if negate:
+                key = -key
+            if len(cache) >= _KEY_CACHE_MAX:
+                cache.clear()
+            cache[price] = key
+        if type(qty) is str and qty.isascii() and qty.replace(".", "", 1).isdigit():
+            zero = not qty.strip("0.")
         else:
-            side[key] = (price, qty)
+            zero = _is_zero(qty)
+        if zero:
+            if contains(side, key):
+                delitem(side, key)
+                keys_remove(key)
+        else:
+            if not contains(side, key):
+                keys_add(key)
+            setitem(side, key, (price, qty))
 
 
 def _truncate(side: SortedDict, depth: int) -> None:
-    extra = len(side) - depth
-    if extra > 0:
-        keys = side.keys()
-        for key in list(keys[depth:]):
-            del side[key]
+    if len(side) > depth:
+        keys = side._list
+        delitem = dict.__delitem__
+        for key in keys[depth:]:
+            delitem(side, key)
+        del keys[depth:]
 
 
 def levels_equal(a: Sequence[Level], b: Sequence[Level]) -> bool:
