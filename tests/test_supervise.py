@@ -70,6 +70,9 @@ async def test_overflowing_channel_goes_stale_counts_once_and_resyncs(nursery, m
         def __aiter__(self):
             return self
 
+        def statistics(self):
+            return self.recv.statistics()
+
         async def __anext__(self):
             if slow["on"]:
                 await trio.sleep(0.02)

@@ -25,6 +25,7 @@ class ServiceConfig:
     http: str = "127.0.0.1:8080"
     log_level: str = "INFO"
     channel_capacity: int = 5000
+    transport: str = "wsproto"
 
 
 @attrs.frozen
@@ -207,6 +208,10 @@ def validate(config: Config) -> Config:
     parse_address(svc.http)
     if svc.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"service.log_level: expected one of {', '.join(LOG_LEVELS)}, got {_show(svc.log_level)}")
+    from .transport import TRANSPORTS
+
+    if svc.transport not in TRANSPORTS:
+        raise ConfigError(f"service.transport: expected one of {', '.join(TRANSPORTS)}, got {_show(svc.transport)}")
     if not 1 <= svc.channel_capacity <= 10_000_000:
         raise ConfigError(f"service.channel_capacity: must be between 1 and 10000000, got {svc.channel_capacity}")
     for vid, vc in config.venues.items():

@@ -116,7 +116,11 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
     recorder = rt.recorder
     rec_id = recorder.new_connection(venue.id, proto.url, spec) if recorder is not None else 0
     async with open_connection(
-        proto.url, max_message_size=venue.max_message_size, connect_timeout=rt.cfg.connect_timeout
+        proto.url,
+        max_message_size=venue.max_message_size,
+        connect_timeout=rt.cfg.connect_timeout,
+        transport=rt.service.transport,
+        compress=bool(rt.cfg.options.get("compression", False)) if "compression" in venue.options else False,
     ) as conn:
         rt.stats.connected += 1
         rt.stats.channel_capacity = rt.service.channel_capacity

@@ -72,12 +72,55 @@ def _ssl_context() -> ssl.SSLContext:
     return _SSL
 
 
+TRANSPORTS = ("wsproto", "trio-websocket")
+DEFAULT_TRANSPORT = "wsproto"
+
+
 @asynccontextmanager
 async def open_connection(
-    url: str, *, max_message_size: int, connect_timeout: float, message_queue_size: int = 64
+    url: str,
+    *,
+    max_message_size: int,
+    connect_timeout: float,
+    transport: str = DEFAULT_TRANSPORT,
+    compress: bool = False,
 ) -> AsyncIterator[Connection]:
     """Open a WebSocket; ``ws://`` and ``wss://`` both work. Failures to connect
-    raise :class:`VenueClosed`; the socket closes when the block exits."""
+    raise :class:`VenueClosed` (or :class:`VenueRejected` for an HTTP 4xx); the
+    socket closes when the block exits.
+
+    ``transport``: ``"wsproto"`` (ours: every frame of a socket read in one
+    batch) or ``"trio-websocket"`` (one message per batch)."""
+    if transport == "wsproto":
+        async with _open_wsproto(url, max_message_size=max_message_size, connect_timeout=connect_timeout, compress=compress) as conn:
+            yield conn
+        return
+    async with _open_trio_websocket(url, max_message_size=max_message_size, connect_timeout=connect_timeout) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _open_wsproto(url: str, *, max_message_size: int, connect_timeout: float, compress: bool) -> AsyncIterator[Connection]:
+    from .wsclient import connect
+
+    context = _ssl_context() if url.startswith("wss://") else None
+    try:
+        with trio.fail_after(connect_timeout):
+            conn = await connect(url, ssl_context=context, max_message_size=max_message_size, compress=compress)
+    except trio.TooSlowError:
+        raise VenueClosed(f"cannot connect: no handshake within {connect_timeout:g} s") from None
+    except OSError as exc:
+        raise VenueClosed(f"cannot connect: {exc.strerror or exc}") from None
+    except ssl.SSLError as exc:
+        raise VenueClosed(f"cannot connect: TLS: {exc.reason or exc}") from None
+    try:
+        yield conn
+    finally:
+        await conn.aclose()
+
+
+@asynccontextmanager
+async def _open_trio_websocket(url: str, *, max_message_size: int, connect_timeout: float, message_queue_size: int = 64) -> AsyncIterator[Connection]:
     context = _ssl_context() if url.startswith("wss://") else None
     try:
         async with open_websocket_url(

@@ -94,3 +94,18 @@ async def test_silence_trips_watchdog_under_mock_clock(nursery, pacer, autojump_
             await books.wait_live(VENUE)
         for s in fake.symbols:
             await converge(view_top(books, VENUE, s), fake, s)
+
+
+async def test_trio_websocket_transport_also_works(nursery):
+    fake = await start(nursery)
+    cfg = load_config_text('[service]\ntransport = "trio-websocket"\n' + fake.config_toml(depth=100, backoff_base=0.1, backoff_cap=0.2))
+    async with open_books(cfg) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        await fake.drop()
+        with trio.fail_after(10):
+            while books.statistics()[VENUE].failures.get("close", 0) == 0:
+                await trio.sleep(0.02)
+            await books.wait_live(VENUE)
+        for s in fake.symbols:
+            await converge(view_top(books, VENUE, s), fake, s)
