@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,37 +76,38 @@ class VenueRuntime:
 
 
 class RestLimiter:
-    """Paces REST snapshots to a venue's request-weight budget (a token bucket
-    refilled continuously), shared by all the venue's connections."""
+    """Paces REST snapshots to a venue's request-weight budget, shared by all
+    the venue's connections: a sliding 60 s window, so no minute — however it
+    is aligned — ever carries more weight than the venue allows. A 429/418
+    blocks everyone on the venue until its ``Retry-After`` has passed."""
+
+    WINDOW = 60.0
 
     def __init__(self, weight_per_minute: int) -> None:
-        self.rate = weight_per_minute / 60.0
-        self.capacity = float(weight_per_minute)
-        self.tokens = self.capacity
-        self.stamp: float | None = None
+        self.limit = weight_per_minute
+        self.spent: deque[tuple[float, int]] = deque()
+        self.total = 0
         self.lock = trio.Lock()
         self.blocked_until = -math.inf
 
     def block(self, seconds: float) -> None:
-        """A 429/418 said wait: nobody on this venue asks again before then."""
         self.blocked_until = max(self.blocked_until, trio.current_time() + seconds)
 
     async def acquire(self, weight: int) -> None:
+        weight = min(weight, self.limit)
         async with self.lock:
-            now = trio.current_time()
-            if now < self.blocked_until:
-                await trio.sleep_until(self.blocked_until)
+            while True:
                 now = trio.current_time()
-            if self.stamp is None:
-                self.stamp = now
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens < weight:
-                await trio.sleep((weight - self.tokens) / self.rate)
-                now = trio.current_time()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-            self.tokens -= weight
+                if now < self.blocked_until:
+                    await trio.sleep_until(self.blocked_until)
+                    continue
+                while self.spent and self.spent[0][0] <= now - self.WINDOW:
+                    self.total -= self.spent.popleft()[1]
+                if self.total + weight <= self.limit:
+                    self.spent.append((now, weight))
+                    self.total += weight
+                    return
+                await trio.sleep_until(self.spent[0][0] + self.WINDOW)
 
 
 async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
@@ -228,7 +230,7 @@ async def _maintain_books(
     def request_snapshot(symbol: str) -> None:
         if symbol not in fetching:
             fetching.add(symbol)
-            nursery.start_soon(_fetch_snapshot, proto, symbol, send, rt, rec_id, name=f"{venue_id}:snapshot:{symbol}")
+            nursery.start_soon(_fetch_snapshot, proto, symbol, send, rt, rec_id, sent_at, name=f"{venue_id}:snapshot:{symbol}")
 
     if proto.rest_snapshots:
         async def fetch_quiet_symbols() -> None:
@@ -237,7 +239,8 @@ async def _maintain_books(
                 request_snapshot(s)
         nursery.start_soon(fetch_quiet_symbols)
 
-    nursery.start_soon(_sync_deadline, rt, pending, name=f"{venue_id}:sync-deadline")
+    sent_at: dict[str, float] | None = {} if proto.rest_snapshots else None
+    nursery.start_soon(_sync_deadline, rt, pending, sent_at, name=f"{venue_id}:sync-deadline")
 
     async for batch in recv:
         touched: set[str] = set()
@@ -281,16 +284,33 @@ async def _maintain_books(
         rt.stats.channel_used = recv.statistics().current_buffer_used
 
 
-async def _sync_deadline(rt: VenueRuntime, pending: set[str]) -> None:
-    """Every book of the attempt must go live within ``sync_timeout``."""
-    with trio.move_on_after(rt.cfg.sync_timeout):
-        while pending:
+async def _sync_deadline(rt: VenueRuntime, pending: set[str], sent_at: dict[str, float] | None) -> None:
+    """Every book of the attempt must go live within ``sync_timeout``.
+
+    With REST snapshots the clock of a symbol starts when its snapshot request
+    is actually sent: a symbol waiting for the venue's request budget is being
+    paced, not failing (otherwise a storm of resyncs would feed itself)."""
+    limit = rt.cfg.sync_timeout
+    started = trio.current_time()
+    while pending:
+        now = trio.current_time()
+        deadlines = []
+        for symbol in pending:
+            if sent_at is None:
+                deadlines.append(started + limit)
+            elif symbol in sent_at:
+                deadlines.append(sent_at[symbol] + limit)
+        late = [d for d in deadlines if d <= now]
+        if late:
+            raise SyncTimeout(f"not live within {limit:g} s: {', '.join(sorted(pending))}")
+        with trio.move_on_at(min(deadlines) if deadlines else now + 1.0):
             await rt.store.wait_change()
-        return
-    raise SyncTimeout(f"not live within {rt.cfg.sync_timeout:g} s: {', '.join(sorted(pending))}")
 
 
-async def _fetch_snapshot(proto: FeedProtocol, symbol: str, send: trio.MemorySendChannel, rt: VenueRuntime, rec_id: int = 0) -> None:
+async def _fetch_snapshot(
+    proto: FeedProtocol, symbol: str, send: trio.MemorySendChannel, rt: VenueRuntime, rec_id: int = 0,
+    sent_at: dict[str, float] | None = None,
+) -> None:
     """Fetch one REST snapshot (paced by the venue's budget) and post it to the
     book task through the update channel, in order with the stream."""
     assert rt.http is not None
@@ -298,6 +318,8 @@ async def _fetch_snapshot(proto: FeedProtocol, symbol: str, send: trio.MemorySen
     if rt.rest_limiter is not None and budget is not None:
         await rt.rest_limiter.acquire(budget.snapshot_weight(rt.depth))
     url = proto.snapshot_url(symbol)
+    if sent_at is not None:
+        sent_at[symbol] = trio.current_time()
     attempts = 0
     while True:
         attempts += 1

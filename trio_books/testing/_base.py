@@ -118,6 +118,7 @@ class FakeVenue:
         # counters, for tests
         self.connections_accepted = 0
         self.snapshot_requests = 0
+        self.rest_log: list[tuple[float, str]] = []  # (trio time, path?query) of every REST request
         self.events_sent = 0
 
     # --- formatting ----------------------------------------------------------------
@@ -271,6 +272,8 @@ class FakeVenue:
         async def guard(scope, receive, send):
             if scope["type"] == "http":
                 self.snapshot_requests += 1
+                query = scope.get("query_string", b"").decode()
+                self.rest_log.append((trio.current_time(), scope["path"] + ("?" + query if query else "")))
                 if self._rest_failures:
                     status, retry = self._rest_failures.pop(0)
                     headers = {"Retry-After": f"{retry:g}"} if retry is not None else {}
