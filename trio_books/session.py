@@ -175,13 +175,7 @@ async def _read_loop(
             stats.bytes += len(raw)
             if recorder is not None:
                 recorder.frame(rt.venue.id, rec_id, "rx", raw)
-            try:
-                items = parse(raw)
-            except AttemptFailure:
-                raise
-            except Exception as exc:
-                raise BadFrame(f"cannot parse frame ({type(exc).__name__}: {str(exc)[:120]}): {_excerpt(raw)}") from None
-            for item in items:
+            for item in parse_frame(parse, raw):
                 kind = type(item)
                 if kind is Delta or kind is Snapshot:
                     batch.append(item)
@@ -201,6 +195,18 @@ async def _read_loop(
             stats.channel_used = used
             if used > stats.channel_high_water:
                 stats.channel_high_water = used
+
+
+def parse_frame(parse, raw: str | bytes) -> list:
+    """Run a venue parser on one frame. The outcomes are a list of items or one
+    typed :class:`AttemptFailure` (anything else a parser raises on bad input —
+    a missing key, a wrong type — becomes :class:`BadFrame`)."""
+    try:
+        return parse(raw)
+    except AttemptFailure:
+        raise
+    except Exception as exc:
+        raise BadFrame(f"cannot parse frame ({type(exc).__name__}: {str(exc)[:120]}): {_excerpt(raw)}") from None
 
 
 def _excerpt(raw: str | bytes) -> str:
