@@ -7,6 +7,7 @@ Every problem is reported as one line that names the key, e.g.
 from __future__ import annotations
 
 import tomllib
+import zlib
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ class ServiceConfig:
     log_level: str = "INFO"
     channel_capacity: int = 5000
     transport: str = "wsproto"
+    shard: str = ""  # "K/N": run only this instance's share of the (venue, symbol) pairs
 
 
 @attrs.frozen
@@ -50,12 +52,57 @@ class VenueConfig:
 
 
 @attrs.frozen
+class RedisSinkConfig:
+    """``[sinks.redis]``: publish every book to Redis Streams."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    depth: int = 50  # levels per side in snapshots
+    maxlen: int = 10_000  # XADD MAXLEN ~ per stream
+    snapshot_every: int = 100  # a fresh snapshot after this many updates of a book
+    queue: int = 10_000  # bounded publish queue (books with pending changes)
+    enabled: bool = True
+
+
+@attrs.frozen
+class SinksConfig:
+    redis: RedisSinkConfig | None = None
+
+
+@attrs.frozen
 class Config:
     service: ServiceConfig = ServiceConfig()
     venues: Mapping[str, VenueConfig] = attrs.field(factory=dict)
+    sinks: SinksConfig = SinksConfig()
 
     def enabled_venues(self) -> list[tuple[str, VenueConfig]]:
-        return [(vid, v) for vid, v in self.venues.items() if v.enabled]
+        """Enabled venues, each with only the symbols of this shard (if sharded)."""
+        shard = parse_shard(self.service.shard)
+        out = []
+        for vid, v in self.venues.items():
+            if not v.enabled:
+                continue
+            if shard is not None:
+                symbols = tuple(s for s in v.symbols if shard_of(vid, s, shard[1]) == shard[0])
+                if not symbols:
+                    continue
+                v = attrs.evolve(v, symbols=symbols)
+            out.append((vid, v))
+        return out
+
+
+def parse_shard(value: str) -> tuple[int, int] | None:
+    """``"K/N"`` → ``(K, N)`` (1-based K); ``""`` → None."""
+    if not value:
+        return None
+    k, sep, n = value.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
+        raise ConfigError(f'service.shard: expected "K/N" with 1 <= K <= N, got {_show(value)}')
+    return int(k), int(n)
+
+
+def shard_of(venue: str, symbol: str, shards: int) -> int:
+    """The 1-based shard that owns ``(venue, symbol)``: stable across processes and hosts."""
+    return zlib.crc32(f"{venue}:{symbol}".encode()) % shards + 1
 
 
 # --- the strict converter ---------------------------------------------------------
@@ -206,6 +253,7 @@ def validate(config: Config) -> Config:
 
     svc = config.service
     parse_address(svc.http)
+    parse_shard(svc.shard)
     if svc.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"service.log_level: expected one of {', '.join(LOG_LEVELS)}, got {_show(svc.log_level)}")
     from .transport import TRANSPORTS
@@ -253,9 +301,9 @@ def load_config_text(text: str) -> Config:
         raise ConfigError(f"not valid TOML: {exc}") from None
     try:
         for section in raw:
-            if section not in ("service", "venues"):
+            if section not in ("service", "venues", "sinks"):
                 raise ConfigError(f"{section}: unknown key")
-        for section in ("service", "venues"):
+        for section in ("service", "venues", "sinks"):
             if section in raw and type(raw[section]) is not dict:
                 raise ConfigError(f"{section}: expected a table, got {_show(raw[section])}")
     except ConfigError:
@@ -265,7 +313,24 @@ def load_config_text(text: str) -> Config:
     except (ValueError, cattrs.BaseValidationError) as exc:
         raise ConfigError(_first_problem(exc, "service")) from None
     venues = _venues_hook(raw.get("venues", {}), None)
-    return validate(Config(service=service, venues=venues))
+    sinks = SinksConfig()
+    raw_sinks = raw.get("sinks", {})
+    for key in raw_sinks:
+        if key != "redis":
+            raise ConfigError(f"sinks.{key}: unknown sink (known: redis)")
+    if "redis" in raw_sinks:
+        if type(raw_sinks["redis"]) is not dict:
+            raise ConfigError(f"sinks.redis: expected a table, got {_show(raw_sinks['redis'])}")
+        try:
+            redis_cfg = CONVERTER.structure(raw_sinks["redis"], RedisSinkConfig)
+        except (ValueError, cattrs.BaseValidationError) as exc:
+            raise ConfigError(_first_problem(exc, "sinks.redis")) from None
+        _check_url(redis_cfg.url, "sinks.redis.url", ("redis", "rediss", "unix"))
+        for name in ("depth", "maxlen", "snapshot_every", "queue"):
+            if getattr(redis_cfg, name) < 1:
+                raise ConfigError(f"sinks.redis.{name}: must be at least 1, got {getattr(redis_cfg, name)}")
+        sinks = SinksConfig(redis=redis_cfg)
+    return validate(Config(service=service, venues=venues, sinks=sinks))
 
 
 def load_config(path: str) -> Config:

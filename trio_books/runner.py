@@ -112,12 +112,20 @@ class Books:
             last_seq = entry.seq
             yield self._store.view(venue, symbol, depth, allow_not_live=True)
 
+    def consolidated(self, instrument: str, depth: int = 20, venues: set[str] | None = None) -> dict:
+        """Merged depth for ``instrument`` (e.g. ``"BTC-USD"``: any USD-like quote)
+        across the live books of every venue; each level names its venue."""
+        from .consolidate import consolidated
+
+        return consolidated(self._store, instrument, depth, venues)
+
     def statistics(self) -> dict[str, VenueStatistics]:
         return {v: venue_statistics(self._store, v) for v in self._store.venues}
 
 
 def build_store(config: Config) -> BookStore:
     store = BookStore()
+    store.shard = config.service.shard
     for vid, vcfg in config.enabled_venues():
         for symbol in vcfg.symbols:
             store.add(vid, symbol)
@@ -130,6 +138,11 @@ async def run_venues(config: Config, store: BookStore, recorder=None) -> None:
     async with trio.open_nursery() as nursery:
         for vid, vcfg in config.enabled_venues():
             nursery.start_soon(supervise_venue, get_venue(vid), vcfg, config.service, store, recorder, name=f"venue:{vid}")
+        redis_cfg = config.sinks.redis
+        if redis_cfg is not None and redis_cfg.enabled:
+            from .sinks.redis import run_redis_sink
+
+            nursery.start_soon(run_redis_sink, redis_cfg, store, config.service.shard, name="sink:redis")
 
 
 @asynccontextmanager

@@ -133,6 +133,7 @@ class BookStore:
         self.venues: dict[str, VenueStats] = {}
         self._any_change = trio.Event()
         self.started_at = time.time()
+        self.shard = ""  # "K/N" when this instance runs one shard
         for venue, symbol in books:
             self.add(venue, symbol)
 

@@ -64,7 +64,10 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             any_live = any_live or any(s == BookState.LIVE.value for s in st.books.values())
             degraded = degraded or st.state != "live"
         status = "ok" if any_live and not degraded else "degraded"
-        return JSON({"status": status, "venues": venues}, status_code=200 if any_live else 503)
+        body = {"status": status, "venues": venues}
+        if store.shard:
+            body["shard"] = store.shard
+        return JSON(body, status_code=200 if any_live else 503)
 
     async def venues(request: Request) -> JSON:
         out = {}
@@ -92,6 +95,22 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             return _error(503, f"book is {entry.state.value}", venue=venue, symbol=symbol, state=entry.state.value)
         return JSON(store.view(venue, symbol, depth).to_json())
 
+    async def consolidated_view(request: Request) -> JSON:
+        from ..consolidate import consolidated, split_symbol
+
+        instrument = request.path_params["instrument"]
+        if split_symbol(instrument) is None:
+            return _error(400, "instrument must look like BASE-QUOTE, e.g. BTC-USD")
+        raw_depth = request.query_params.get("depth", "20")
+        if not raw_depth.isdigit() or not 1 <= int(raw_depth) <= MAX_DEPTH_PARAM:
+            return _error(400, f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}")
+        only = request.query_params.get("venues")
+        venues_filter = set(only.split(",")) if only else None
+        body = consolidated(store, instrument, int(raw_depth), venues_filter)
+        if not body["venues"]:
+            return JSON({**body, "error": "no live book for this instrument"}, status_code=503 if body["left_out"] else 404)
+        return JSON(body)
+
     async def not_found(request: Request, exc: Exception) -> JSON:
         return _error(404, "not found")
 
@@ -101,6 +120,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             Route("/venues", venues),
             Route("/books/{venue}/{symbol:path}", book),
             Route("/metrics", metrics),
+            Route("/consolidated/{instrument:path}", consolidated_view),
             WebSocketRoute("/ws", hub.handle),
         ],
         middleware=[],

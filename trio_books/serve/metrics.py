@@ -83,6 +83,9 @@ class StoreCollector:
         stream.add_metric([], self.clients.stream_clients)
         stream_total = CounterMetricFamily("trio_books_stream_clients_accepted", "WebSocket stream clients accepted")
         stream_total.add_metric([], self.clients.stream_clients_total)
+        info = GaugeMetricFamily("trio_books_shard_info", "This instance's shard (K/N; empty when not sharded)", labels=["shard"])
+        info.add_metric([store.shard], 1)
+        yield info
         uptime = GaugeMetricFamily("trio_books_uptime_seconds", "Seconds since start")
         uptime.add_metric([], time.time() - store.started_at)
         yield from (requests, stream, stream_total, uptime)

@@ -1,0 +1,1 @@
+"""Optional consumers of the books (e.g. Redis Streams)."""
