@@ -30,6 +30,7 @@ class VenueStatistics:
     frames: int
     bytes: int
     snapshots_fetched: int
+    rest_errors: int
     last_message_age_s: float | None
     last_error: str | None
     books: dict[str, str]
@@ -40,10 +41,10 @@ def venue_state(store: BookStore, venue: str) -> str:
     ``syncing`` or ``stale``."""
     stats = store.venues[venue]
     states = [store.state(venue, s) for s in store.symbols(venue)]
-    if stats.consecutive_failures >= DEGRADED_AFTER:
-        return "degraded"
     if states and all(s is BookState.LIVE for s in states):
         return "live"
+    if stats.consecutive_failures >= DEGRADED_AFTER:
+        return "degraded"
     if any(s is BookState.STALE for s in states):
         return "stale"
     return "syncing"
@@ -64,6 +65,7 @@ def venue_statistics(store: BookStore, venue: str) -> VenueStatistics:
         frames=st.frames,
         bytes=st.bytes,
         snapshots_fetched=st.snapshots_fetched,
+        rest_errors=st.rest_errors,
         last_message_age_s=age,
         last_error=st.last_error,
         books={s: store.state(venue, s).value for s in store.symbols(venue)},

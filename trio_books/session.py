@@ -333,6 +333,7 @@ async def _fetch_snapshot(
             body = await fetch(rt.http, url, timeout=rt.cfg.snapshot_timeout)
             break
         except SnapshotFailed as exc:
+            rt.stats.rest_errors += 1
             if exc.retry_after is not None and rt.rest_limiter is not None:
                 rt.rest_limiter.block(exc.retry_after)
             # 429/418 (told to wait) or repeated failures end the attempt; the

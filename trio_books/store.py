@@ -114,6 +114,7 @@ class VenueStats:
     frames: int = 0
     bytes: int = 0
     snapshots_fetched: int = 0
+    rest_errors: int = 0
     channel_high_water: int = 0
     channel_used: int = 0
     channel_capacity: int = 0

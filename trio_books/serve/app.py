@@ -58,6 +58,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
                 "reconnects": st.reconnects,
                 "resyncs": st.resyncs,
                 "failures": st.failures,
+                "rest_errors": st.rest_errors,
                 "last_error": st.last_error,
                 "books": st.books,
             }

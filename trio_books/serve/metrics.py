@@ -40,6 +40,7 @@ class StoreCollector:
         resyncs = CounterMetricFamily("trio_books_resyncs", "Books rebuilt after an integrity failure, by reason", labels=["venue", "reason"])
         parse_errors = CounterMetricFamily("trio_books_parse_errors", "Frames that could not be parsed", labels=["venue"])
         snapshots = CounterMetricFamily("trio_books_rest_snapshots", "REST snapshots fetched", labels=["venue"])
+        rest_errors = CounterMetricFamily("trio_books_rest_errors", "REST snapshot requests that failed (HTTP errors, timeouts)", labels=["venue"])
         connected = GaugeMetricFamily("trio_books_connected", "Open venue connections", labels=["venue"])
         occupancy = GaugeMetricFamily("trio_books_channel_occupancy", "Update channel batches waiting", labels=["venue"])
         high = GaugeMetricFamily("trio_books_channel_high_water", "Highest update channel occupancy seen", labels=["venue"])
@@ -60,6 +61,7 @@ class StoreCollector:
                     resyncs.add_metric([venue, reason], st.failures.get(reason, 0))
             parse_errors.add_metric([venue], st.failures.get("bad_frame", 0))
             snapshots.add_metric([venue], st.snapshots_fetched)
+            rest_errors.add_metric([venue], st.rest_errors)
             connected.add_metric([venue], st.connected)
             occupancy.add_metric([venue], st.channel_used)
             high.add_metric([venue], st.channel_high_water)
@@ -75,7 +77,7 @@ class StoreCollector:
                 state.add_metric([e.venue, e.symbol, s.value], 1.0 if e.state is s else 0.0)
             if e.applied_at is not None and now is not None:
                 age.add_metric([e.venue, e.symbol], max(0.0, now - e.applied_at))
-        yield from (frames, nbytes, reconnects, ended, resyncs, parse_errors, snapshots, connected,
+        yield from (frames, nbytes, reconnects, ended, resyncs, parse_errors, snapshots, rest_errors, connected,
                     occupancy, high, capacity, state, age, latency)
         requests = CounterMetricFamily("trio_books_http_requests", "HTTP API requests served")
         requests.add_metric([], self.clients.http_requests)

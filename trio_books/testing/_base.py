@@ -50,6 +50,13 @@ class FakeClient:
         if self.venue._malformed_pending:
             self.venue._malformed_pending = False
             frame = frame[: max(1, len(frame) // 2)]
+        elif self.venue._duplicate_pending:
+            self.venue._duplicate_pending = False
+            try:
+                await self.ws.send_message(frame)
+            except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.closed = True
+                return
         try:
             await self.ws.send_message(frame)
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -109,6 +116,7 @@ class FakeVenue:
         self.paused = False
         # fault state
         self._malformed_pending = False
+        self._duplicate_pending = False
         self._skip: set[str] = set()
         self._corrupt: set[str] = set()
         self.reject_subscribe = False
@@ -186,12 +194,17 @@ class FakeVenue:
         return bid_levels, ask_levels
 
     # --- fault controls -----------------------------------------------------------------
-    async def drop(self) -> None:
-        """Close every open connection (the venue hangs up)."""
+    async def drop(self, code: int = 1011, reason: str = "fake: dropped") -> None:
+        """Close every open connection (the venue hangs up). ``code=1001`` is the
+        venue's periodic forced disconnect (e.g. Binance's 24 h cut)."""
         for client in list(self.clients):
             client.closed = True
             with trio.move_on_after(1):
-                await client.ws.aclose(code=1011, reason="fake: dropped")
+                await client.ws.aclose(code=code, reason=reason)
+
+    def duplicate_next(self) -> None:
+        """The next frame sent is sent twice (a replayed frame)."""
+        self._duplicate_pending = True
 
     def silence(self) -> None:
         """Every open connection stays open but gets nothing more and has its
