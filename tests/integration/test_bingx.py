@@ -1,0 +1,176 @@
+"""BingX spot against its fake over real loopback sockets, in process."""
+
+from __future__ import annotations
+
+import trio
+
+from trio_books import BookState, load_config_text, open_books
+from trio_books.testing import FakeBingx
+from trio_books.testing.harness import converge, view_top
+
+VENUE = "bingx_spot"
+SYMBOLS = ["BTC-USDT", "ETH-USDT"]
+
+
+async def start(nursery, **kw) -> FakeBingx:
+    kw.setdefault("rate", 20)
+    return await nursery.start(FakeBingx(SYMBOLS, **kw).serve)
+
+
+def config(fake: FakeBingx, **extra):
+    return load_config_text(fake.config_toml(depth=20, backoff_base=0.1, backoff_cap=0.2, **extra))
+
+
+async def wait_failure(books, reason: str, at_least: int = 1) -> None:
+    while books.statistics()[VENUE].failures.get(reason, 0) < at_least:
+        await trio.sleep(0.02)
+
+
+async def test_books_go_live_and_equal_truth(nursery):
+    fake = await start(nursery)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
+        view = books.view(VENUE, "BTC-USDT")
+        assert len(view.asks) == len(view.bids) == 20  # @depth20: the whole pushed book
+        assert view.asks[0] == fake.top("BTC-USDT", 1)[1][0]  # best ask first although sent last
+        assert view.update_id == fake.update_id["BTC-USDT"]
+    assert sorted(r["dataType"] for r in fake.subscribe_requests) == ["BTC-USDT@depth20", "ETH-USDT@depth20"]
+    assert all(r["reqType"] == "sub" for r in fake.subscribe_requests)
+
+
+async def test_server_pings_are_answered_and_the_connection_holds(nursery, pacer, autojump_clock):
+    fake = await start(nursery, rate=5)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(VENUE)
+        await trio.sleep(120)  # the fake closes a connection after 30 s of unanswered pings
+        stats = books.statistics()[VENUE]
+    assert fake.pings_sent >= 20
+    assert len(fake.pongs) >= fake.pings_sent - 1  # every ping echoed (the last may be in flight)
+    assert stats.failures == {} and fake.connections_accepted == 1
+
+
+async def test_drop_malformed_and_bomb_recover(nursery):
+    fake = await start(nursery)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        await fake.drop()
+        with trio.fail_after(10):
+            await wait_failure(books, "close")
+            await books.wait_live(VENUE)
+        fake.send_malformed()  # the next frame is a truncated gzip member
+        with trio.fail_after(10):
+            await wait_failure(books, "bad_frame")
+            await books.wait_live(VENUE)
+        fake.send_gzip_bomb()  # 16 KB that would inflate to 16 MiB
+        with trio.fail_after(10):
+            await wait_failure(books, "bad_frame", 2)
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
+        stats = books.statistics()[VENUE]
+    assert "inflates past" in stats.last_error
+    assert fake.connections_accepted == 4
+
+
+async def test_update_id_going_back_resyncs(nursery):
+    fake = await start(nursery)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        fake.regress_update_id("ETH-USDT")
+        with trio.fail_after(10):
+            await wait_failure(books, "gap")
+            await books.wait_live(VENUE)
+        await converge(view_top(books, VENUE, "ETH-USDT"), fake, "ETH-USDT")
+
+
+class RecordingFake(FakeBingx):
+    """Notes when each connection arrives (to measure the backoff)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.accepted_at: list[float] = []
+
+    async def handle(self, client) -> None:
+        self.accepted_at.append(trio.current_time())
+        await super().handle(client)
+
+
+async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pacer, autojump_clock):
+    fake = await nursery.start(RecordingFake(SYMBOLS, rate=5).serve)
+    fake.reject_subscribe = True  # each topic: one leaked data frame, then code 80015
+    fake.reject_delay = 0.5  # time enough for the leaked frame to reach the book task
+    cfg = load_config_text(fake.config_toml(depth=20, backoff_base=1.0, backoff_cap=30.0))
+    ever_live = False
+    async with open_books(cfg) as books:
+
+        async def watch() -> None:
+            nonlocal ever_live
+            while True:
+                await books.store.wait_change()
+                ever_live = ever_live or any(books.state(VENUE, s) is BookState.LIVE for s in SYMBOLS)
+
+        nursery.start_soon(watch)
+        await trio.sleep(150)
+        stats = books.statistics()[VENUE]
+        assert not ever_live  # the leaked frame of a refused topic never made a book live
+        assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 6
+        assert "80015" in stats.last_error and stats.state == "degraded"
+        gaps = [b - a for a, b in zip(fake.accepted_at, fake.accepted_at[1:])]
+        # full jitter under a doubling ceiling: 1 s after the first failure, 2, 4, ... 30
+        assert gaps[0] <= 1.5
+        assert all(g <= min(30.0, 2.0 ** i) + 0.5 for i, g in enumerate(gaps))
+        assert max(gaps[4:]) > 2.0  # grown well past the first ceiling
+        assert len(fake.accepted_at) < 20  # vs ~1500 attempts in 150 s at the 0.1 s floor
+        fake.reject_subscribe = False
+        with trio.fail_after(60):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
+
+
+async def test_silence_trips_the_60s_ping_watchdog(nursery, pacer, autojump_clock):
+    fake = await start(nursery, rate=5)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(VENUE)
+        await trio.sleep(12)
+        (client,) = fake.clients
+        fake.silence()  # open, but no pushes and no pings
+        with trio.fail_after(120):
+            await books.wait_state(VENUE, "BTC-USDT", BookState.STALE)
+        waited = trio.current_time() - client.state["last_ping_at"]
+        assert 59.5 <= waited <= 61.0  # 60 s after the last ping, in virtual time
+        stats = books.statistics()[VENUE]
+        assert stats.failures == {"heartbeat": 1} and "no heartbeat for 60 s" in stats.last_error
+        with trio.fail_after(60):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
+
+
+async def test_pings_stopping_trips_the_watchdog_although_data_flows(nursery, pacer, autojump_clock):
+    fake = await start(nursery, rate=5)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(VENUE)
+        await trio.sleep(12)
+        (client,) = fake.clients
+        fake.stop_pings()
+        frames_before = books.statistics()[VENUE].frames
+        with trio.fail_after(120):
+            await books.wait_state(VENUE, "BTC-USDT", BookState.STALE)
+        waited = trio.current_time() - client.state["last_ping_at"]
+        assert 59.5 <= waited <= 61.0
+        stats = books.statistics()[VENUE]
+        assert stats.failures == {"heartbeat": 1}
+        assert stats.frames - frames_before >= 500  # ~10 pushes/s kept coming the whole minute
+        with trio.fail_after(60):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
