@@ -1,0 +1,208 @@
+"""OKX spot against its fake over real loopback sockets, in process."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from trio_books import BookState, load_config_text, open_books
+from trio_books.testing import FakeOkxSpot
+from trio_books.testing.harness import converge, view_top
+
+VENUE = "okx_spot"
+SYMBOLS = ["BTC-USDT", "ETH-USDT"]
+
+
+async def start(nursery, fake_cls=FakeOkxSpot, **kw) -> FakeOkxSpot:
+    kw.setdefault("rate", 50)
+    return await nursery.start(fake_cls(SYMBOLS, **kw).serve)
+
+
+def config(fake: FakeOkxSpot, *, rest: bool = False, **extra):
+    extra.setdefault("backoff_base", 0.1)
+    extra.setdefault("backoff_cap", 0.2)
+    text = fake.config_toml(**extra)
+    if rest:
+        text += "[venues.okx_spot.options]\nrest_snapshot = true\n"
+    return load_config_text(text)
+
+
+async def wait_failure(books, reason: str, at_least: int = 1) -> None:
+    while books.statistics()[VENUE].failures.get(reason, 0) < at_least:
+        await trio.sleep(0.02)
+
+
+async def test_live_equals_truth_through_keepalive_and_maintenance_reset(nursery):
+    fake = await start(nursery)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
+        # the unchanged-book update (seqId == prevSeqId) and a maintenance reset
+        # (seqId < prevSeqId) both continue the chain: no resync
+        await fake.keepalive()
+        fake.maintenance("BTC-USDT")
+        await fake.burst(5)
+        await fake.keepalive("ETH-USDT")
+        await fake.burst(5)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s, 400), fake, s, n=400)
+        stats = books.statistics()[VENUE]
+        assert dict(stats.failures) == {} and stats.reconnects == 0
+        assert books.view(VENUE, "BTC-USDT").update_id == fake.seq["BTC-USDT"] < 1_000_000  # reset, and followed
+        assert fake.snapshot_requests == 0 and fake.subscribe_requests == 1  # the WS snapshot seeded both
+
+
+async def test_gap_resyncs_to_truth(nursery):
+    fake = await start(nursery)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        fake.skip_next_update("BTC-USDT")
+        with trio.fail_after(10):
+            await wait_failure(books, "gap")
+            await books.wait_live(VENUE)
+        await converge(view_top(books, VENUE, "BTC-USDT"), fake, "BTC-USDT")
+        stats = books.statistics()[VENUE]
+        assert stats.failures["gap"] == 1 and stats.reconnects == 1
+
+
+async def test_drop_and_malformed_frame_recover(nursery):
+    fake = await start(nursery)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        await fake.drop()
+        with trio.fail_after(10):
+            await wait_failure(books, "close")
+            await books.wait_live(VENUE)
+        fake.send_malformed()
+        with trio.fail_after(10):
+            await wait_failure(books, "bad_frame")
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
+        assert fake.connections_accepted == 3
+
+
+async def test_checksum_corruption_is_counted_then_back_to_truth(nursery):
+    fake = await start(nursery)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        fake.corrupt_checksum_next("ETH-USDT")
+        with trio.fail_after(10):
+            await wait_failure(books, "checksum")
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
+        stats = books.statistics()[VENUE]
+        assert dict(stats.failures) == {"checksum": 1}
+        assert "checksum" in stats.last_error
+
+
+async def test_checksum_zero_is_not_a_mismatch(nursery):
+    fake = await start(nursery, checksums=False)  # OKX since June 2026
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        await fake.burst(100)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s, 400), fake, s, n=400)
+        assert dict(books.statistics()[VENUE].failures) == {}
+        assert fake.events_sent >= 200
+
+
+class RecordingFake(FakeOkxSpot):
+    """Notes when each connection arrives (to measure the backoff)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.accepted_at: list[float] = []
+
+    async def handle(self, client) -> None:
+        self.accepted_at.append(trio.current_time())
+        await super().handle(client)
+
+
+async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pacer, autojump_clock):
+    fake = await start(nursery, RecordingFake, rate=5)
+    fake.reject_subscribe = True  # {"event":"error","code":"60018",...}
+    cfg = config(fake, backoff_base=1.0, backoff_cap=30.0)
+    async with open_books(cfg) as books:
+        await trio.sleep(100)
+        stats = books.statistics()[VENUE]
+        assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 5
+        assert "60018" in stats.last_error
+        assert all(books.state(VENUE, s) is not BookState.LIVE for s in SYMBOLS)
+        gaps = [b - a for a, b in zip(fake.accepted_at, fake.accepted_at[1:])]
+        # full jitter under a doubling ceiling: at most 1 s after the first failure, then 2, 4, ... 30
+        assert all(g <= min(30.0, 2.0**i) + 0.5 for i, g in enumerate(gaps))
+        assert max(gaps[3:]) > 1.0  # grown past the first ceiling
+        assert len(fake.accepted_at) < 20  # vs ~1000 attempts in 100 s at the 0.1 s floor
+        fake.reject_subscribe = False
+        with trio.fail_after(60):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
+
+
+async def test_silence_pings_at_25s_then_ends_the_attempt(nursery, pacer, autojump_clock):
+    fake = await start(nursery, rate=5)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(VENUE)
+        assert fake.pings == []  # a busy connection is never pinged
+        fake.silence()  # open, nothing sent, "ping" unanswered
+        silenced = trio.current_time()
+        with trio.fail_after(60):
+            await books.wait_state(VENUE, "BTC-USDT", BookState.STALE)
+        waited = trio.current_time() - silenced
+        assert 29.0 <= waited <= 31.0  # the idle ping at 25 s, then 5 s for its pong
+        (ping_at,) = fake.pings
+        assert 24.5 <= ping_at - silenced <= 25.5
+        assert books.statistics()[VENUE].failures["heartbeat"] == 1
+        with trio.fail_after(60):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
+
+
+async def test_quiet_feed_is_kept_alive_by_pong(nursery, pacer, autojump_clock):
+    fake = await start(nursery, rate=0)  # no book changes at all
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(VENUE)
+        await trio.sleep(80)
+        assert len(fake.pings) >= 3  # one per 25 s of quiet, each answered by "pong"
+        assert dict(books.statistics()[VENUE].failures) == {} and books.state(VENUE, "BTC-USDT") is BookState.LIVE
+
+
+@pytest.mark.parametrize("ws_snapshot", [False, True], ids=["no-ws-snapshot", "ws-snapshot-ignored"])
+async def test_rest_seeded_start(nursery, ws_snapshot):
+    fake = await start(nursery, send_ws_snapshot=ws_snapshot)
+    fake.snapshot_delay = 0.3  # updates buffer while the REST snapshot is in flight
+    async with open_books(config(fake, rest=True)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s, 400), fake, s, n=400)
+        assert fake.snapshot_requests >= 2
+        fake.skip_next_update("ETH-USDT")  # a gap: the next attempt seeds from REST again
+        with trio.fail_after(10):
+            await wait_failure(books, "gap")
+            await books.wait_live(VENUE)
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
+        assert fake.snapshot_requests >= 4
+        assert dict(books.statistics()[VENUE].failures) == {"gap": 1}
+
+
+async def test_missing_ws_snapshot_without_the_flag_says_so(nursery):
+    fake = await start(nursery, send_ws_snapshot=False)
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await wait_failure(books, "gap")
+        assert "rest_snapshot" in books.statistics()[VENUE].last_error
+        assert fake.snapshot_requests == 0
