@@ -88,3 +88,19 @@ def test_environment_and_flags_override_service(tmp_path):
                              capture_output=True, text=True, timeout=60,
                              env={**__import__("os").environ, "TRIO_BOOKS_HTTP": "nohost"})
     assert bad_env.returncode == 2 and "service.http: expected host:port" in bad_env.stderr
+
+
+def test_flags_beat_environment_beats_file():
+    import argparse
+
+    from trio_books.cli import apply_overrides
+
+    cfg = load_config_text('[service]\nhttp = "127.0.0.1:1"\nlog_level = "INFO"\n')
+    args = argparse.Namespace(http="127.0.0.1:3", log_level=None, channel_capacity=None, shard=None)
+    env = {"TRIO_BOOKS_HTTP": "127.0.0.1:2", "TRIO_BOOKS_LOG_LEVEL": "DEBUG", "TRIO_BOOKS_CHANNEL_CAPACITY": "7"}
+    out = apply_overrides(cfg, args, env)
+    assert (out.service.http, out.service.log_level, out.service.channel_capacity) == ("127.0.0.1:3", "DEBUG", 7)
+    with pytest.raises(ConfigError, match="TRIO_BOOKS_CHANNEL_CAPACITY: expected int"):
+        apply_overrides(cfg, argparse.Namespace(), {"TRIO_BOOKS_CHANNEL_CAPACITY": "many"})
+    with pytest.raises(ConfigError, match="service.shard"):
+        apply_overrides(cfg, argparse.Namespace(), {"TRIO_BOOKS_SHARD": "3/2"})

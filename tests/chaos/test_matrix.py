@@ -22,7 +22,7 @@ REST_VENUES = {"binance_spot", "binance_futures", "asterdex_futures"}
 CHECKSUM_VENUES = {"okx_spot", "kraken_spot"}
 SNAPSHOT_ONLY = {"bingx_spot"}  # every push is a full book: a skipped push is not a gap
 
-FAULTS = ["drop", "shutdown", "gap", "malformed", "reject", "refuse", "duplicate", "rest429", "rest500", "checksum"]
+FAULTS = ["drop", "shutdown", "gap", "malformed", "unexpected", "reject", "refuse", "duplicate", "rest429", "rest500", "checksum"]
 
 
 def applies(vid: str, fault: str) -> bool:
@@ -45,6 +45,7 @@ def expected(vid: str, fault: str) -> set[str] | None:
         "reject": {"rejected"},
         "refuse": {"close", "rejected"},
         "duplicate": None,  # a replayed frame is skipped or resynced; either way the book ends right
+        "unexpected": None,  # ignored, or a bad frame that resyncs; either way the book ends right
         "rest429": {"snapshot"},
         "rest500": {"snapshot"},
         "checksum": {"checksum"},
@@ -91,6 +92,8 @@ async def inject(fake, fault: str) -> None:
         fake.send_malformed()
     elif fault == "duplicate":
         fake.duplicate_next()
+    elif fault == "unexpected":
+        await fake.send_unexpected()
     elif fault == "checksum":
         fake.corrupt_checksum_next(fake.symbols[0])
     elif fault == "reject":

@@ -202,6 +202,17 @@ class FakeVenue:
             with trio.move_on_after(1):
                 await client.ws.aclose(code=code, reason=reason)
 
+    def unexpected_frame(self) -> str | bytes:
+        """A well-formed frame of a type the venue does not document (subclasses
+        whose frames are binary override this)."""
+        return '{"event":"fake-unexpected","channel":"nope","data":[1,2,3]}'
+
+    async def send_unexpected(self) -> None:
+        """Send every open connection a frame of an unexpected message type."""
+        frame = self.unexpected_frame()
+        for client in list(self.clients):
+            await client.send(frame)
+
     def duplicate_next(self) -> None:
         """The next frame sent is sent twice (a replayed frame)."""
         self._duplicate_pending = True
