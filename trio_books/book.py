@@ -97,9 +97,9 @@ class OrderBook:
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask."""
-        if not self.bids or not self.asks:
-            return False
-        return -self.bids.peekitem(0)[0] >= self.asks.peekitem(0)[0]
+        bids = self.bids._list
+        asks = self.asks._list
+        return bool(bids) and bool(asks) and -bids[0] >= asks[0]
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)
@@ -119,9 +119,12 @@ def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[st
     keys_add = side._list_add
     keys_remove = side._list_remove
     for level in levels:
-        if (type(level) is not list and type(level) is not tuple) or len(level) != 2:
+        if type(level) is not list and type(level) is not tuple:
             raise BadFrame(f"bad level {level!r}")
-        price, qty = level
+        try:
+            price, qty = level
+        except ValueError:
+            raise BadFrame(f"bad level {level!r}") from None
         key = cache.get(price)  # type: ignore[arg-type]
         if key is None:
             if type(price) is not str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -32,8 +32,7 @@ class Verdict(enum.Enum):
     GAP = "gap"
 
 
-@attrs.frozen(slots=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """A full book for one symbol: from REST, or pushed on the socket.
 
     ``update_id`` is the venue's id that the snapshot ends on (Binance
@@ -41,6 +40,7 @@ class Snapshot:
     ``checksum`` is the venue's CRC32 for the book after this snapshot, if any.
     ``extra`` carries venue-private data (e.g. Kraken precisions) to the
     venue's own checksum function; the core never looks at it.
+    (A NamedTuple: immutable, and cheap to build on the hot path.)
     """
 
     symbol: str
@@ -52,8 +52,7 @@ class Snapshot:
     extra: Any = None
 
 
-@attrs.frozen(slots=True)
-class Delta:
+class Delta(NamedTuple):
     """Level changes for one symbol; a quantity that is zero removes the level.
 
     ``first_id``/``final_id``/``prev_id`` are the venue's chain fields, mapped:
