@@ -181,6 +181,8 @@ async def _read_loop(
                     batch.append(item)
                 elif kind is Reply:
                     await conn.send(item.text)
+                    if recorder is not None:
+                        recorder.frame(rt.venue.id, rec_id, "tx", item.text)
                 elif kind is Beat:
                     live.last_beat = now
         if batch:
