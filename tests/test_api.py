@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import orjson
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -205,3 +206,24 @@ async def test_stream_top_of_book(nursery):
         assert last["type"] == "top"
         bids, asks = fake.top("BTCUSDT", 1)
         assert last["bid"] == list(bids[0]) and last["ask"] == list(asks[0])
+
+
+async def test_stream_client_count_and_inbound_size_are_bounded(nursery, monkeypatch):
+    import trio_books.serve.stream as stream_mod
+    from trio_websocket import ConnectionClosed
+
+    monkeypatch.setattr(stream_mod, "MAX_CLIENTS", 2)
+    fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=10).serve)
+    store, base = await start_service(nursery, fake)
+    url = base.replace("http://", "ws://") + "/ws"
+    async with open_websocket_url(url) as a, open_websocket_url(url) as b:
+        await a.send_message('{"op":"unsubscribe","venue":"binance_spot","symbol":"BTCUSDT"}')
+        assert "not subscribed" in orjson.loads(await a.get_message())["error"]
+        async with open_websocket_url(url) as c:
+            with pytest.raises(ConnectionClosed) as info:
+                await c.get_message()
+            assert info.value.reason.code == 1013
+        await b.send_message("x" * 200_000)  # past the server's frame limit: the connection is closed
+        with pytest.raises(ConnectionClosed):
+            with trio.fail_after(5):
+                await b.get_message()

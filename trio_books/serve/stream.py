@@ -71,10 +71,10 @@ class StreamHub:
         self.clients = clients
 
     async def handle(self, ws: WebSocket) -> None:
-        if self.clients.stream_clients >= MAX_CLIENTS:
-            await ws.close(code=1013, reason="too many stream clients")
-            return
         await ws.accept()
+        if self.clients.stream_clients >= MAX_CLIENTS:
+            await ws.close(code=1013, reason="too many stream clients, try again later")
+            return
         self.clients.stream_clients += 1
         self.clients.stream_clients_total += 1
         send_lock = trio.Lock()
