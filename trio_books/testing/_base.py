@@ -126,7 +126,8 @@ class FakeVenue:
         # counters, for tests
         self.connections_accepted = 0
         self.snapshot_requests = 0
-        self.rest_log: list[tuple[float, str]] = []  # (trio time, path?query) of every REST request
+        self.rest_log: list[tuple[float, str]] = []
+        self.accepted_at: list[float] = []  # trio time of every accepted connection (to measure backoff)  # (trio time, path?query) of every REST request
         self.events_sent = 0
 
     # --- formatting ----------------------------------------------------------------
@@ -316,6 +317,7 @@ class FakeVenue:
         ws = await request.accept()
         client = FakeClient(self, ws, request.path)
         self.connections_accepted += 1
+        self.accepted_at.append(trio.current_time())
         self.clients.append(client)
         try:
             await self.handle(client)

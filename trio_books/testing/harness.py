@@ -130,6 +130,15 @@ class ServiceProcess:
 
         return get
 
+    async def wait_failures(self, venue: str, reason: str, at_least: int = 1, timeout: float = 15.0) -> dict:
+        """Poll ``/health`` until ``venue`` counted ``reason`` at least ``at_least`` times."""
+        with trio.fail_after(timeout):
+            while True:
+                health = (await self.get("/health")).json()
+                if health["venues"][venue]["failures"].get(reason, 0) >= at_least:
+                    return health
+                await trio.sleep(0.1)
+
     async def stop(self, sig: int = 15, timeout: float = 5.0) -> int:
         """Send ``sig`` (SIGTERM) and wait for the exit status."""
         assert self.proc is not None
