@@ -1,0 +1,217 @@
+"""Bybit V5 public spot and linear (USDT/USDC perpetuals and futures): ``orderbook.{depth}.{symbol}``.
+
+The two products speak one protocol and differ by parameters only (the socket
+path and the venue id). From the Bybit V5 docs ("WebSocket Connect",
+"Orderbook", "Rate limit rules"; see ``shared/protocols/bybit-v5.md``):
+
+* Connect to ``/v5/public/spot`` or ``/v5/public/linear``; send
+  ``{"req_id":…,"op":"subscribe","args":["orderbook.200.BTCUSDT", …]}``. Spot
+  takes at most 10 args per request (linear has no limit "for now"; we send 10
+  per request on both). The ``args`` of one public connection together stay
+  under 21,000 characters. One ack answers the whole request:
+  ``{"success":true,…,"op":"subscribe"}``; ``"success":false`` carries the
+  reason in ``ret_msg`` (``error:handler not found,topic:…``) and is a
+  :class:`~trio_books.errors.VenueRejected`.
+* Depths 1, 50, 200 and 1000 on both products. Once subscribed the topic sends a
+  ``snapshot``, then a ``delta`` whenever the book changes. A snapshot resets the
+  book, whatever its ``u``: it also comes when Bybit re-sends the book after a
+  problem on its side, and as ``u == 1`` after a service restart. Depth 1 sends
+  snapshots only, re-sent unchanged (same ``u``) after 3 s without a change.
+* A delta sets levels: size ``"0"`` deletes the price, any other size inserts or
+  overwrites it. Its ``u`` is the previous ``u + 1``, per topic; anything else is a
+  gap (resync). No checksum exists: the ``u`` chain is the integrity check.
+* ``ts`` (frame generated) and ``cts`` (matching engine) are milliseconds.
+* Heartbeat: the client sends ``{"op":"ping"}`` every 20 s; the pong is
+  ``{"success":true,"ret_msg":"pong",…,"op":"ping"}`` (``op`` is ``"ping"``).
+  Bybit cuts a connection with neither ping/pong nor data after 10 minutes.
+
+Pure: no Trio, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import attrs
+import orjson
+
+from ..book import OrderBook
+from ..errors import BadFrame, SequenceGap, VenueRejected
+from ..model import BEAT, Delta, Snapshot, Verdict
+from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
+
+DEPTHS: Final = (1, 50, 200, 1000)
+"""``orderbook.{depth}`` values on spot and linear (500 was linear-only, removed 2025-09-11)."""
+ARGS_PER_REQUEST: Final = 10
+"""Spot: at most 10 args per subscribe request."""
+ARGS_CHARS_PER_CONNECTION: Final = 21_000
+"""The ``args`` of one public connection together stay under this many characters."""
+MAX_TOPICS_PER_CONNECTION: Final = 400
+"""400 topics of up to 49 characters (symbols of up to 34) take at most 20,800
+characters of ``args`` with their JSON quotes and commas: within the 21,000."""
+PING: Final = '{"op":"ping"}'
+RESTART_UPDATE_ID: Final = 1
+"""The ``u`` of the snapshot Bybit sends after restarting its service."""
+
+
+@attrs.define
+class UpdateIdStep:
+    """One topic's ``u`` chain: a snapshot (any ``u``, ``1`` after a restart) sets
+    ``last``; a delta applies only when its ``u`` is ``last + 1``. Anything else
+    (a lost delta, a replayed one, one before any snapshot) is a gap."""
+
+    last: int | None = None
+
+    def on_snapshot(self, snap: Snapshot, buffered: Sequence[Delta]) -> bool:
+        if type(snap.update_id) is not int:
+            raise BadFrame("snapshot without an integer u")
+        self.last = snap.update_id
+        return True  # a snapshot always wins: it replaces the book
+
+    def check(self, delta: Delta) -> Verdict:
+        u = delta.final_id
+        if type(u) is not int:
+            raise BadFrame("delta without an integer u")
+        if self.last is not None and u == self.last + 1:
+            self.last = u
+            return Verdict.APPLY
+        return Verdict.GAP
+
+
+@attrs.frozen
+class Product:
+    """What differs between Bybit's public products."""
+
+    path: str  # the socket path under the host
+    args_per_request: int = ARGS_PER_REQUEST
+
+
+SPOT: Final = Product(path="/v5/public/spot")
+LINEAR: Final = Product(path="/v5/public/linear")
+
+
+class BybitFeed:
+    """One public connection carrying ``orderbook.{depth}`` for some symbols."""
+
+    rest_snapshots = False
+
+    def __init__(self, spec: ConnectionSpec, product: Product) -> None:
+        self.spec = spec
+        self.product = product
+        self.symbols = spec.symbols
+        base = spec.ws_base
+        self.url = base if base.endswith(product.path) else base + product.path
+        self.topics = [f"orderbook.{spec.depth}.{s.upper()}" for s in spec.symbols]
+        self._by_topic = dict(zip(self.topics, spec.symbols))
+        self._requests: dict[str, list[str]] = {}
+        self._snapshotted: set[str] = set()
+
+    # --- outbound -------------------------------------------------------------------
+    def subscribe(self) -> list[str]:
+        """Subscribe requests of at most ``args_per_request`` topics, each with a
+        ``req_id`` so a refusal can name the request's topics."""
+        frames = []
+        n = self.product.args_per_request
+        for i in range(0, len(self.topics), n):
+            req_id = str(len(frames) + 1)
+            args = self.topics[i : i + n]
+            self._requests[req_id] = args
+            frames.append(orjson.dumps({"req_id": req_id, "op": "subscribe", "args": args}).decode())
+        return frames
+
+    # --- inbound --------------------------------------------------------------------
+    def parse(self, raw: str | bytes) -> list[Parsed]:
+        msg = orjson.loads(raw)
+        if type(msg) is not dict:
+            raise BadFrame("frame is not a JSON object")
+        topic = msg.get("topic")
+        if topic is not None:
+            symbol = self._by_topic.get(topic)  # type: ignore[arg-type]
+            if symbol is None:
+                return []  # another topic (or depth) than ours
+            return [self._book(symbol, msg)]
+        op = msg.get("op")
+        success = msg.get("success")
+        if success is False:
+            req_id = msg.get("req_id")
+            topics = self._requests.get(req_id) if type(req_id) is str else None
+            what = f" (request {req_id}: {', '.join(topics[:3])}{', …' if len(topics) > 3 else ''})" if topics else ""
+            raise VenueRejected(f"venue refused {op or 'a request'}: {str(msg.get('ret_msg'))[:200]}{what}")
+        if op == "ping" or op == "pong":
+            return [BEAT]  # the answer to our ping (spot/linear say op "ping", ret_msg "pong")
+        return []  # subscribe/unsubscribe acks, anything else without a topic
+
+    def _book(self, symbol: str, msg: dict[str, Any]) -> Snapshot | Delta:
+        data = msg.get("data")
+        if type(data) is not dict:
+            raise BadFrame("data is not a JSON object")
+        u = data.get("u")
+        if type(u) is not int:
+            raise BadFrame(f"u is not an integer: {str(u)[:40]}")
+        bids, asks = data.get("b"), data.get("a")
+        if type(bids) is not list or type(asks) is not list:
+            raise BadFrame("b/a are not arrays")
+        if data.get("s") != self._wire(symbol):
+            raise BadFrame(f"data.s {str(data.get('s'))[:40]!r} does not match the topic")
+        ts = _seconds(msg.get("cts"), msg.get("ts"))
+        kind = msg.get("type")
+        if kind == "snapshot":
+            self._snapshotted.add(symbol)
+            return Snapshot(symbol, bids, asks, u, ts)
+        if kind == "delta":
+            if symbol not in self._snapshotted:
+                raise SequenceGap(f"{symbol}: delta u={u} before any snapshot")
+            return Delta(symbol, bids, asks, u, u, None, ts)
+        raise BadFrame(f"unknown type {str(kind)[:40]!r}")
+
+    @staticmethod
+    def _wire(symbol: str) -> str:
+        return symbol.upper()
+
+    # --- sequencing; no REST, no checksum ---------------------------------------------
+    def new_sequencer(self, symbol: str) -> UpdateIdStep:
+        return UpdateIdStep()
+
+    def snapshot_url(self, symbol: str) -> str:
+        raise NotImplementedError("Bybit sends its snapshots on the socket")
+
+    def parse_snapshot(self, symbol: str, body: bytes) -> Snapshot:
+        raise NotImplementedError("Bybit sends its snapshots on the socket")
+
+    def verify(self, book: OrderBook, event: Snapshot | Delta) -> bool:
+        return True  # no checksum; the u chain is the check
+
+
+def _seconds(cts: object, ts: object) -> float | None:
+    """The matching-engine time ``cts`` (else the frame time ``ts``), ms → s."""
+    if type(cts) is int:
+        return cts / 1000.0
+    if type(ts) is int:
+        return ts / 1000.0
+    return None
+
+
+def feed_factory(product: Product) -> Callable[[ConnectionSpec], BybitFeed]:
+    return lambda spec: BybitFeed(spec, product)
+
+
+BYBIT_SPOT: Final = Venue(
+    id="bybit_spot",
+    ws_url="wss://stream.bybit.com",
+    rest_url=None,
+    connect=feed_factory(SPOT),
+    # Ping every 20 s (the docs' recommendation); a missing pong ends the attempt
+    # after 10 s. Quiet books go seconds without a frame, so the silence watchdog
+    # is 60 s (pongs count as frames).
+    heartbeat=Heartbeat(watchdog=60.0, ping_interval=20.0, ping_text=PING, pong_timeout=10.0, pong_on="beat"),
+    max_symbols_per_connection=MAX_TOPICS_PER_CONNECTION,
+    depths=DEPTHS,
+    max_depth=max(DEPTHS),
+    default_depth=200,
+    # 500 new connections per 5 minutes per WebSocket domain; spot and linear
+    # share stream.bybit.com, so each takes half.
+    connect_budget=(250, 300.0),
+)
+
+BYBIT_FUTURES: Final = attrs.evolve(BYBIT_SPOT, id="bybit_futures", connect=feed_factory(LINEAR))
