@@ -89,17 +89,7 @@ async def test_update_id_going_back_resyncs(nursery):
         await converge(view_top(books, VENUE, "ETH-USDT"), fake, "ETH-USDT")
 
 
-class RecordingFake(FakeBingx):
-    """Notes when each connection arrives (to measure the backoff)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.accepted_at: list[float] = []
-
-    async def handle(self, client) -> None:
-        self.accepted_at.append(trio.current_time())
-        await super().handle(client)
-
+RecordingFake = FakeBingx  # the base fake notes accepted_at itself
 
 async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pacer, autojump_clock):
     fake = await nursery.start(RecordingFake(SYMBOLS, rate=5).serve)

@@ -16,17 +16,7 @@ SYMBOLS = ["BTC/USD", "ETH/USD"]
 FAST = {"backoff_base": 0.1, "backoff_cap": 0.2}
 
 
-class TimedFake(FakeKraken):
-    """Notes the (trio clock) time of every accepted connection."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.accepted_at: list[float] = []
-
-    async def handle(self, client) -> None:
-        self.accepted_at.append(trio.current_time())
-        await super().handle(client)
-
+TimedFake = FakeKraken  # the base fake notes accepted_at itself
 
 async def start(nursery, **kw) -> TimedFake:
     kw.setdefault("rate", 50)

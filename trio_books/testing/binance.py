@@ -101,9 +101,74 @@ class FakeBinanceSpot(FakeVenue):
 
 
 class FakeBinanceFutures(FakeBinanceSpot):
-    """Binance USD-M futures: the ``/public`` route, ``pu`` chains, ``/fapi/v1/depth``."""
+    """Binance USD-M futures: ``/public/stream?streams=<sym>@depth@100ms/...``,
+    ``GET /fapi/v1/depth`` (``limit`` one of 5, 10, 20, 50, 100, 500, 1000).
+
+    Events carry ``E``, ``T``, ``s``, ``U``, ``u`` and ``pu`` (the symbol's
+    previous ``u``). As in the real capture, update ids are one sequence
+    shared by every symbol, so ``U`` is never the previous ``u + 1``; the
+    snapshot's ``lastUpdateId`` is the ``u`` of the symbol's last event.
+
+    The retired unrouted paths (``/stream``, ``/ws/...``) complete the handshake
+    and then send nothing at all, as reported after the 2026 routing change.
+    :attr:`mute_new_connections` does the same to every new connection.
+    """
 
     venue_id: ClassVar[str] = "binance_futures"
     route: ClassVar[str] = "/public"
     depth_path: ClassVar[str] = "/fapi/v1/depth"
     futures: ClassVar[bool] = True
+    limits: ClassVar[tuple[int, ...]] = (5, 10, 20, 50, 100, 500, 1000)
+    retired_paths: ClassVar[tuple[str, ...]] = ("/stream", "/ws")
+
+    def __init__(self, symbols, **kwargs) -> None:
+        super().__init__(symbols, **kwargs)
+        self.update_id = 600_859_599_090  # the shared id sequence (the capture's scale)
+        self.last_id = {s: 0 for s in self.symbols}  # each symbol's last u (its pu chain)
+        for symbol in self.symbols:
+            self.update_id += self.rng.randint(1, 500)
+            self.last_id[symbol] = self.update_id
+        self.mute_new_connections = False
+        self.muted_connections = 0
+        self.connected_at: list[float] = []  # trio time of every accepted connection
+        self.paths: list[str] = []  # and the path it asked for
+
+    async def handle(self, client: FakeClient) -> None:
+        self.connected_at.append(trio.current_time())
+        self.paths.append(client.path)
+        path = urlsplit(client.path).path
+        if self.mute_new_connections or path in self.retired_paths or any(path.startswith(p + "/") for p in self.retired_paths):
+            client.silent = True  # accepted; nothing is ever sent (pings still get pongs)
+            self.muted_connections += 1
+            while True:
+                await client.receive()  # ignored; returns by ConnectionClosed when the client leaves
+        await super().handle(client)
+
+    def encode_delta(self, symbol: str, bids: list[Level], asks: list[Level]) -> list[str | bytes]:
+        first = self.update_id + self.rng.randint(1, 50)  # other symbols' updates came in between
+        final = first + self.rng.randint(0, 20)
+        prev = self.last_id[symbol]
+        self.update_id = self.last_id[symbol] = final
+        now = int(time.time() * 1000)
+        data = {"e": "depthUpdate", "E": now, "T": now - 1, "s": symbol.upper(), "U": first, "u": final, "pu": prev,
+                "b": [list(x) for x in bids], "a": [list(x) for x in asks]}
+        return [orjson.dumps({"stream": f"{symbol.lower()}@depth@100ms", "data": data}).decode()]
+
+    def snapshot_body(self, symbol: str, limit: int) -> dict:
+        bids, asks = self.top(symbol, limit)
+        now = int(time.time() * 1000)
+        return {"lastUpdateId": self.last_id[symbol], "E": now, "T": now - 1,
+                "bids": [list(x) for x in bids], "asks": [list(x) for x in asks]}
+
+    def rest_routes(self) -> list[Route]:
+        async def depth(request: Request) -> JSONResponse:
+            symbol = request.query_params.get("symbol", "")
+            match = next((s for s in self.symbols if s.upper() == symbol), None)
+            if match is None:
+                return JSONResponse({"code": -1121, "msg": "Invalid symbol."}, status_code=400)
+            raw = request.query_params.get("limit", "500")  # the documented default
+            if not raw.isdigit() or int(raw) not in self.limits:
+                return JSONResponse({"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}, status_code=400)
+            return JSONResponse(self.snapshot_body(match, int(raw)))
+
+        return [Route(self.depth_path, depth)]

@@ -1,15 +1,20 @@
 """Binance Spot and Binance USD-M futures: diff-depth streams plus REST snapshots.
 
-The two differ by parameters only (endpoints, the stream route, the REST path,
-request weights, the heartbeat) and by their sequencer:
+The two differ by parameters only (:class:`Flavor`: the stream route, the REST
+path, the largest snapshot; :class:`~trio_books.venues.Venue`: endpoints,
+request weights, limits, the heartbeat) and by their sequencer:
 
 * Spot (``binance-spot`` docs, "How to manage a local order book correctly"):
   buffer the stream, fetch ``/api/v3/depth``; if the snapshot's ``lastUpdateId``
   ``L`` is below the first buffered event's ``U``, fetch again; drop events with
   ``u <= L``; the first applied event has ``U <= L+1 <= u``; afterwards every
-  event's ``U`` is the previous ``u + 1``.
-* USD-M futures: drop events with ``u < L``; the first applied event has
-  ``U <= L <= u``; afterwards every event's ``pu`` equals the previous ``u``.
+  event's ``U`` is the previous ``u + 1`` (:class:`SpotChain`).
+* USD-M futures (developers.binance.com, derivatives/usds-margined-futures,
+  "How to manage a local order book correctly"): drop events with ``u < L``;
+  the first applied event has ``U <= L <= u``; afterwards every event's ``pu``
+  equals the previous ``u``; ``U`` is *not* the previous ``u + 1`` (update ids
+  are one sequence shared by every symbol) (:class:`FuturesChain`).
+  Depth streams live on the ``/public`` route since the 2026 routing change.
 
 AsterDEX speaks the futures protocol with its own endpoints (see ``asterdex.py``).
 """
@@ -44,7 +49,9 @@ def spot_weight(limit: int) -> int:
 
 
 def futures_weight(limit: int) -> int:
-    """Request weight of ``GET /fapi/v1/depth`` by ``limit`` (USD-M docs)."""
+    """Request weight of ``GET /fapi/v1/depth`` by ``limit`` (USD-M "Order Book"
+    page; AsterDEX's ``/fapi/v3/depth`` has the same table): 5, 10, 20, 50 → 2;
+    100 → 5; 500 → 10; 1000 → 20."""
     if limit <= 50:
         return 2
     if limit <= 100:
@@ -84,44 +91,70 @@ class SpotChain:
 
 @attrs.define
 class FuturesChain:
-    """USD-M futures: the first event has ``U <= L <= u``; then ``pu == previous u``."""
+    """The USD-M futures chain rule (AsterDEX's docs copy it word for word).
+
+    The documented algorithm, ``L`` being the snapshot's ``lastUpdateId``:
+
+    1. buffer the stream, fetch the REST snapshot;
+    2. drop every event with ``u < L``;
+    3. the first event applied must have ``U <= L`` and ``u >= L``;
+    4. afterwards every event's ``pu`` must equal the ``u`` of the previous
+       event applied; otherwise the book is out of sync (resync).
+
+    Ours, beyond the text: when the first kept event of the buffer cannot pass
+    step 3 (``U > L``) the snapshot is older than the stream, so
+    :meth:`on_snapshot` asks for another (the core refetches). A first event
+    whose ``pu`` equals ``L`` also bridges: the previous event of this stream
+    ended exactly at the snapshot (a quiet symbol whose snapshot was taken
+    between two events), which is step 4's rule with the snapshot as the
+    previous event. After that, only the last applied event itself, sent
+    again, is skipped (a replayed frame); any other break is a gap, even an
+    event wholly below the chain (its ids cannot be trusted).
+    ``U`` is never compared with the previous ``u + 1`` (in the real capture it
+    never is: ids are shared by all symbols).
+    """
 
     last: int = 0
     bridged: bool = False
+    applied: tuple[int, int, int] | None = None  # (U, u, pu) of the last event applied
 
     def on_snapshot(self, snap: Snapshot, buffered: Sequence[Delta]) -> bool:
         last = snap.update_id
         if last is None:
             raise BadFrame("snapshot without lastUpdateId")
-        if buffered and last < buffered[0].first_id:  # type: ignore[operator]
-            return False
-        self.last, self.bridged = last, False
+        for delta in buffered:
+            final = delta.final_id
+            if final is not None and final >= last:  # the first event step 2 keeps
+                first = delta.first_id
+                if first is not None and first > last and delta.prev_id != last:
+                    return False  # step 3 cannot hold: the snapshot is older than the stream
+                break
+        self.last, self.bridged, self.applied = last, False, None
         return True
 
     def check(self, delta: Delta) -> Verdict:
         first, final, prev = delta.first_id, delta.final_id, delta.prev_id
         if first is None or final is None or prev is None or first > final:
             raise BadFrame(f"bad update ids U={first} u={final} pu={prev}")
+        last = self.last
         if not self.bridged:
-            if final < self.last:
-                return Verdict.SKIP
-            if first <= self.last <= final:
-                self.last, self.bridged = final, True
-                return Verdict.APPLY
-            return Verdict.GAP
-        if prev == self.last:
-            self.last = final
-            return Verdict.APPLY
-        if final <= self.last:
-            return Verdict.SKIP  # a replayed event already in the book
-        return Verdict.GAP
+            if final < last:
+                return Verdict.SKIP  # step 2
+            if not (first <= last <= final or prev == last):  # step 3 (or continues the snapshot exactly)
+                return Verdict.GAP
+            self.bridged = True
+        elif prev != last:  # step 4
+            # the very event just applied, sent again, changes nothing; anything else is a break
+            return Verdict.SKIP if (first, final, prev) == self.applied else Verdict.GAP
+        self.last, self.applied = final, (first, final, prev)
+        return Verdict.APPLY
 
 
 @attrs.frozen
 class Flavor:
-    """What differs between the Binance-family venues."""
+    """What differs between the Binance-family feeds (the rest is :class:`Venue` data)."""
 
-    route: str  # "" (spot) or "/public" (USD-M since the 2026 routing change)
+    route: str  # "" (spot, AsterDEX) or "/public" (USD-M since the 2026 routing change)
     depth_path: str  # REST snapshot path
     new_sequencer: Callable[[], SpotChain | FuturesChain]
     max_snapshot_limit: int
@@ -209,9 +242,13 @@ def _ts(ms: object) -> float | None:
 
 SPOT: Final = Flavor(route="", depth_path="/api/v3/depth", new_sequencer=SpotChain, max_snapshot_limit=5000)
 USDM: Final = Flavor(route="/public", depth_path="/fapi/v1/depth", new_sequencer=FuturesChain, max_snapshot_limit=1000)
+"""USD-M: depth streams on ``wss://fstream.binance.com/public`` (the 2026 routed
+endpoint; the unrouted URLs were retired on 2026-04-23), snapshots from
+``GET /fapi/v1/depth`` (limit at most 1000)."""
 
 
 def feed_factory(flavor: Flavor) -> Callable[[ConnectionSpec], BinanceFeed]:
+    """The venue's ``connect``: one :class:`BinanceFeed` of ``flavor`` per connection."""
     return lambda spec: BinanceFeed(spec, flavor)
 
 
@@ -231,18 +268,41 @@ BINANCE_SPOT: Final = Venue(
     subscribe_spacing=0.25,  # at most 5 incoming messages per second
 )
 
+FUTURES_DEPTHS: Final = (5, 10, 20, 50, 100, 500, 1000)
+"""The only ``limit`` values ``GET /fapi/v1/depth`` accepts (Aster's ``/fapi/v3/depth`` too)."""
+FUTURES_PING_INTERVAL: Final = 180.0
+FUTURES_PONG_DEADLINE: Final = 600.0
+"""USD-M: the server pings every 3 minutes and disconnects after 10 minutes without a pong."""
+
+
+def futures_heartbeat(server_ping_interval: float) -> Heartbeat:
+    """Our heartbeat for a Binance-family futures venue, from the server's ping period.
+
+    The server pings only every few minutes and our transport answers those
+    pings itself, so they tell us nothing about the connection. We send our
+    own RFC 6455 ping six times per server period (Binance every 30 s, Aster
+    every 50 s; a ping counts against the 10 incoming messages per second, so
+    we keep them rare) and end the attempt when its pong is 10 s late. A
+    connection with no frame for 60 s ends too: events come only when a book
+    changes, so the data watchdog is generous.
+    """
+    return Heartbeat(watchdog=60.0, ping_interval=server_ping_interval / 6, pong_timeout=10.0)
+
+
 BINANCE_FUTURES: Final = Venue(
     id="binance_futures",
     ws_url="wss://fstream.binance.com",
     rest_url="https://fapi.binance.com",
     connect=feed_factory(USDM),
-    heartbeat=Heartbeat(watchdog=30.0, ping_interval=10.0, pong_timeout=5.0),
-    max_symbols_per_connection=200,
-    depths=(5, 10, 20, 50, 100, 500, 1000),
+    heartbeat=futures_heartbeat(FUTURES_PING_INTERVAL),  # pings every 30 s
+    max_symbols_per_connection=1024,  # "A single connection can listen to a maximum of 1024 streams"
+    depths=FUTURES_DEPTHS,
     max_depth=1000,
     default_depth=1000,
-    first_event_deadline=30.0,  # unrouted/retired URLs deliver nothing, silently
+    # A retired or wrong route completes the handshake and then sends nothing:
+    # no depth event this soon after subscribing is a failure ("no_data").
+    first_event_deadline=30.0,
     rest_budget=RestBudget(weight_per_minute=2400, snapshot_weight=futures_weight),
-    connect_budget=(300, 300.0),
-    subscribe_spacing=0.25,
+    connect_budget=(300, 300.0),  # not documented for fstream: spot's 300 per 5 min as a ceiling
+    subscribe_spacing=0.15,  # 10 incoming messages per second, pings and pongs included
 )

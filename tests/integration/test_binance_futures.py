@@ -1,0 +1,232 @@
+"""Binance USD-M futures against its fake over real loopback sockets, in process.
+
+The shared tests take the fake class from the ``fake_cls`` fixture;
+``tests/integration/test_asterdex.py`` imports them and overrides it, so both
+venues of the protocol family run the same checks.
+"""
+
+from __future__ import annotations
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from trio_books import BookState, load_config_text, open_books
+from trio_books.runner import Books, build_store
+from trio_books.supervise import supervise_venue
+from trio_books.testing import FakeBinanceFutures
+from trio_books.testing.harness import converge, view_top
+from trio_books.venues import get_venue
+from trio_books.venues.binance import BINANCE_FUTURES, USDM, feed_factory
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+
+@pytest.fixture
+def fake_cls():
+    return FakeBinanceFutures
+
+
+async def start(nursery, fake_cls, **kw):
+    kw.setdefault("rate", 50)
+    return await nursery.start(fake_cls(SYMBOLS, **kw).serve)
+
+
+def config(fake, **extra):
+    extra.setdefault("depth", 100)
+    extra.setdefault("backoff_base", 0.1)
+    extra.setdefault("backoff_cap", 0.2)
+    return load_config_text(fake.config_toml(**extra))
+
+
+async def wait_failure(books, venue: str, reason: str, at_least: int = 1) -> None:
+    while books.statistics()[venue].failures.get(reason, 0) < at_least:
+        await trio.sleep(0.02)
+
+
+async def test_live_equals_truth(nursery, fake_cls):
+    fake = await start(nursery, fake_cls)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(venue)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s, 100), fake, s, n=100)
+            assert books.view(venue, s).update_id == fake.last_id[s]
+        stats = books.statistics()[venue]
+        assert stats.failures == {} and stats.reconnects == 0 and fake.connections_accepted == 1
+        (client,) = fake.clients
+        assert client.path == fake.route + "/stream?streams=btcusdt@depth@100ms/ethusdt@depth@100ms"
+        paths = sorted(p for _, p in fake.rest_log)
+        assert paths == [f"{fake.depth_path}?symbol={s}&limit=100" for s in sorted(SYMBOLS)]
+    async with httpx.AsyncClient() as http:  # the fake, like the venue, takes only the documented limits
+        resp = await http.get(f"{fake.rest_url}{fake.depth_path}?symbol=BTCUSDT&limit=200")
+        assert resp.status_code == 400 and resp.json()["code"] == -1130
+
+
+async def test_quiet_start_bridges_on_pu(nursery, fake_cls):
+    """No event before the snapshot: the first event's ``pu`` is ``lastUpdateId``."""
+    fake = await start(nursery, fake_cls, rate=0)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(venue)  # snapshots fetched after 1 s without events
+        await fake.burst(20)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s)
+            assert books.view(venue, s).update_id == fake.last_id[s]
+        assert books.statistics()[venue].failures == {} and fake.connections_accepted == 1
+
+
+async def test_gap_resyncs_to_truth(nursery, fake_cls):
+    fake = await start(nursery, fake_cls)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(venue)
+        fake.skip_next_update("BTCUSDT")
+        with trio.fail_after(10):
+            await wait_failure(books, venue, "gap")
+            await books.wait_live(venue)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s)
+        stats = books.statistics()[venue]
+        assert stats.failures == {"gap": 1} and stats.resyncs == 1 and stats.reconnects == 1
+        assert "BTCUSDT: gap at" in stats.last_error
+
+
+async def test_drop_malformed_and_duplicate(nursery, fake_cls):
+    fake = await start(nursery, fake_cls)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(venue)
+        await fake.drop()
+        with trio.fail_after(10):
+            await wait_failure(books, venue, "close")
+            await books.wait_live(venue)
+        fake.send_malformed()
+        with trio.fail_after(10):
+            await wait_failure(books, venue, "bad_frame")
+            await books.wait_live(venue)
+        fake.duplicate_next()  # the event just applied, again: skipped, not a resync
+        sent = fake.events_sent
+        with trio.fail_after(5):
+            while fake.events_sent < sent + 20:
+                await trio.sleep(0.02)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s)
+        assert books.statistics()[venue].failures == {"close": 1, "bad_frame": 1}
+        assert fake.connections_accepted == 3
+
+
+async def test_rest_429_honours_retry_after(nursery, fake_cls):
+    fake = await start(nursery, fake_cls)
+    fake.rest_fail(429, count=1, retry_after=1)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(15):
+            await wait_failure(books, venue, "snapshot")
+            failed_at = trio.current_time()
+            await books.wait_live(venue)
+        assert trio.current_time() - failed_at >= 0.95  # waited out Retry-After, not the 0.1 s backoff
+        first = fake.rest_log[0][0]  # the 429 (a request sent with it may have got through)
+        later = [t for t, _ in fake.rest_log if t - first > 0.5]
+        assert later and all(t - first >= 0.95 for t in later)  # no request while told to wait
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s)
+        assert books.statistics()[venue].failures == {"snapshot": 1}
+
+
+async def test_rest_5xx_is_retried_within_the_attempt(nursery, fake_cls):
+    fake = await start(nursery, fake_cls, rate=0)
+    fake.rest_fail(503, count=2)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(10):
+            await books.wait_live(venue)
+        stats = books.statistics()[venue]
+        assert stats.rest_errors == 2 and stats.failures == {} and fake.connections_accepted == 1
+        assert fake.snapshot_requests == 4  # two failed, then one per symbol
+        await fake.burst(5)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s)
+
+
+async def test_subscribe_rejection_backs_off(nursery, pacer, autojump_clock, fake_cls):
+    fake = await start(nursery, fake_cls, rate=5)
+    fake.reject_subscribe = True  # {"code":2,"msg":"Invalid request: ..."} and a close
+    venue = fake.venue_id
+    async with open_books(config(fake, backoff_base=1.0, backoff_cap=30.0)) as books:
+        await trio.sleep(60)  # ceilings 1+2+4+8+16 s: at least 6 attempts fit
+        stats = books.statistics()[venue]
+        assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 5
+        assert "venue error 2: Invalid request: fake: subscription rejected" in stats.last_error
+        assert all(books.state(venue, s) is not BookState.LIVE for s in SYMBOLS)
+        gaps = [b - a for a, b in zip(fake.connected_at, fake.connected_at[1:])]
+        # full jitter under a doubling ceiling: at most 1 s, then 2, 4, ... 30
+        assert all(g <= min(30.0, 2.0**i) + 0.5 for i, g in enumerate(gaps))
+        assert len(fake.connected_at) < 15  # no storm: ~600 attempts in 60 s at a 0.1 s floor
+        fake.reject_subscribe = False
+        with trio.fail_after(60):
+            await books.wait_live(venue)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s, timeout=30)
+
+
+async def test_silence_ends_the_attempt_at_the_watchdog(nursery, pacer, autojump_clock, fake_cls):
+    fake = await start(nursery, fake_cls)
+    venue = fake.venue_id
+    hb = get_venue(venue).heartbeat
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(venue)
+        fake.silence()  # open, nothing sent; our pings still get pongs
+        silenced = trio.current_time()
+        with trio.fail_after(120):
+            await books.wait_state(venue, "BTCUSDT", BookState.STALE)
+        assert hb.watchdog - 1 <= trio.current_time() - silenced <= hb.watchdog + 1
+        stats = books.statistics()[venue]
+        assert stats.failures == {"heartbeat": 1} and f"no frame for {hb.watchdog:g} s" in stats.last_error
+        with trio.fail_after(60):
+            await books.wait_live(venue)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s)
+
+
+async def test_subscription_that_never_delivers_is_no_data(nursery, pacer, autojump_clock, fake_cls):
+    fake = await start(nursery, fake_cls)
+    fake.mute_new_connections = True  # handshake completes, then nothing at all
+    venue = fake.venue_id
+    deadline = get_venue(venue).first_event_deadline
+    async with open_books(config(fake, backoff_base=1.0, backoff_cap=2.0)) as books:
+        with trio.fail_after(120):
+            await wait_failure(books, venue, "no_data", at_least=2)
+        stats = books.statistics()[venue]
+        assert set(stats.failures) == {"no_data"} and "no book event within 30 s" in stats.last_error
+        first_failure_at = fake.connected_at[0] + deadline
+        assert fake.connected_at[1] - first_failure_at <= 2.5  # ended at the deadline, then the backoff
+        assert fake.muted_connections == len(fake.connected_at) >= 2
+        fake.mute_new_connections = False
+        with trio.fail_after(60):
+            await books.wait_live(venue)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s), fake, s)
+
+
+async def test_the_retired_unrouted_url_is_caught_as_no_data(nursery, pacer, autojump_clock):
+    """The same venue without the ``/public`` route reaches the retired path,
+    which accepts and then sends nothing; the first-event deadline ends it."""
+    fake = await start(nursery, FakeBinanceFutures)
+    cfg = config(fake, backoff_base=1.0, backoff_cap=2.0)
+    unrouted = attrs.evolve(BINANCE_FUTURES, connect=feed_factory(attrs.evolve(USDM, route="")))
+    store = build_store(cfg)
+    books = Books(store)
+    async with trio.open_nursery() as inner:
+        inner.start_soon(supervise_venue, unrouted, cfg.venues["binance_futures"], cfg.service, store)
+        with trio.fail_after(120):
+            await wait_failure(books, "binance_futures", "no_data", at_least=2)
+        assert fake.muted_connections >= 2 and fake.paths[0].startswith("/stream?streams=btcusdt@depth@100ms")
+        assert all(books.state("binance_futures", s) is not BookState.LIVE for s in SYMBOLS)
+        inner.cancel_scope.cancel()

@@ -1,0 +1,295 @@
+"""Coinbase Advanced Trade: the public ``level2`` channel plus ``heartbeats``.
+
+Protocol (Coinbase "Advanced Trade WebSocket" overview and channels pages; see
+``shared/protocols/coinbase-advanced-trade.md`` and the capture in
+``tests/data/coinbase``):
+
+* Connect to ``wss://advanced-trade-ws.coinbase.com`` (no authentication for
+  these channels) and, within 5 s, subscribe **one channel per message**:
+  ``{"type":"subscribe","product_ids":[...],"channel":"level2"}`` then
+  ``{"type":"subscribe","channel":"heartbeats"}``.
+* Every frame is an envelope ``{"channel", "timestamp", "sequence_num",
+  "events"}``. The book arrives on channel ``l2_data``: events of ``type``
+  ``snapshot`` (the **full** book, one frame per product, 5 MB for BTC-USD) or
+  ``update``, with ``updates[]`` rows ``{side: "bid"|"offer", event_time,
+  price_level, new_quantity}``; ``new_quantity`` is the new absolute size and
+  ``"0"`` removes the level. Every number is a string.
+* ``sequence_num`` is **one counter per connection, across every channel**
+  (subscriptions acks, heartbeats, l2_data): each frame must carry the previous
+  one's number plus one, otherwise frames were lost and the attempt ends with
+  :class:`~trio_books.errors.SequenceGap`. That check spans channels, so it
+  lives here, in the per-connection parser, not in a per-product sequencer.
+* ``subscriptions`` frames acknowledge subscribes and are cumulative (each lists
+  the whole subscription set). An unknown product id is not refused: it is
+  silently left out. Rule: a ``subscriptions`` frame that lists ``level2`` must
+  list every requested product, and one that lists ``heartbeats`` (our second
+  subscribe, so ``level2`` was acknowledged before it) must too; otherwise the
+  attempt ends with :class:`~trio_books.errors.VenueRejected` naming the
+  missing ids.
+* ``{"type":"error","message":...}`` (no envelope) refuses a request.
+* ``heartbeats`` arrive once a second; without traffic Coinbase closes channels
+  after 60–90 s, so we always subscribe them, and a connection without one for
+  60 s is a zombie (the watchdog counts heartbeats only).
+
+Pure: no Trio, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, Final
+
+import attrs
+import orjson
+
+from ..book import OrderBook
+from ..errors import BadFrame, SequenceGap, VenueRejected
+from ..model import BEAT, Delta, Level, Snapshot, Verdict
+from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
+
+WS_URL: Final = "wss://advanced-trade-ws.coinbase.com"
+LEVEL2: Final = "level2"
+HEARTBEATS: Final = "heartbeats"
+
+MAX_MESSAGE_SIZE: Final = 16 * 2**20
+"""16 MiB. The one large frame is a product's full-depth ``l2_data`` snapshot:
+5,079,379 bytes for BTC-USD (46,000 levels) in the August 2026 capture, 2.5 MB
+for ETH-USD. 16 MiB leaves three times the largest seen (a busier book must not
+kill every connection with 1009) while still bounding what one frame may cost;
+Coinbase's own SDK uses 10 MiB, which leaves only 2x."""
+
+FULL_DEPTH: Final = 1_000_000
+"""Levels kept per side. ``level2`` is a full-depth feed: a level dropped by
+truncation never comes back, so a truncated book goes wrong at its tail after
+deletions nearer the top. Keep everything unless told otherwise (the largest
+book seen had 46,000 levels in all)."""
+
+MAX_PRODUCTS_PER_CONNECTION: Final = 100
+"""Coinbase documents no per-connection product limit (UNCONFIRMED). 100 keeps
+one connection's burst of full-depth snapshots (5 MB each for the largest
+books) and one reader's load bounded; more products open more connections."""
+
+
+def subscribe_frame(channel: str, product_ids: Sequence[str] | None = None) -> str:
+    """One subscribe request (Coinbase allows one channel per message)."""
+    msg: dict[str, Any] = {"type": "subscribe"}
+    if product_ids is not None:
+        msg["product_ids"] = list(product_ids)
+    msg["channel"] = channel
+    return orjson.dumps(msg).decode()
+
+
+_DAY_CACHE: dict[str, float] = {}
+
+
+def iso_seconds(text: object) -> float | None:
+    """``"2026-08-09T21:05:48.505350477Z"`` (RFC 3339, UTC, 0–9 fraction digits)
+    → Unix seconds. ``None`` for anything else and for the epoch-zero
+    ``event_time`` the docs show on snapshot rows. A float is fine here: it is
+    only a timestamp, never a price."""
+    if type(text) is not str or len(text) < 20 or text[-1] != "Z" or text[10] != "T":
+        return None
+    day = text[:10]
+    base = _DAY_CACHE.get(day)
+    try:
+        if base is None:
+            base = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+            if len(_DAY_CACHE) > 64:
+                _DAY_CACHE.clear()
+            _DAY_CACHE[day] = base
+        hh, mm, ss = text[11:13], text[14:16], text[17:19]
+        if text[13] != ":" or text[16] != ":" or not (hh + mm + ss).isdigit():
+            return None
+        seconds = base + int(hh) * 3600 + int(mm) * 60 + int(ss)
+        frac = text[19:-1]
+        if frac:
+            if frac[0] != "." or not frac[1:].isdigit():
+                return None
+            seconds += int(frac[1:]) / 10 ** (len(frac) - 1)
+    except ValueError:
+        return None
+    return seconds or None
+
+
+@attrs.define
+class ProductChain:
+    """Per-product sequencer. The strict check (every frame is the previous
+    ``sequence_num`` + 1) is connection-wide and done by :class:`CoinbaseFeed`;
+    here a product's events only have to move forward (several events of one
+    frame share its number)."""
+
+    last: int = -1
+
+    def on_snapshot(self, snap: Snapshot, buffered: Sequence[Delta]) -> bool:
+        self.last = snap.update_id if snap.update_id is not None else -1
+        return True
+
+    def check(self, delta: Delta) -> Verdict:
+        seq = delta.final_id
+        if seq is None:
+            raise BadFrame("update without sequence_num")
+        if seq < self.last:
+            return Verdict.GAP
+        self.last = seq
+        return Verdict.APPLY
+
+
+class CoinbaseFeed:
+    """One Advanced Trade connection carrying ``level2`` for some products."""
+
+    rest_snapshots = False
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        self.spec = spec
+        self.symbols = spec.symbols
+        self.url = spec.ws_base
+        self._by_wire = {s.upper(): s for s in spec.symbols}
+        self.product_ids = list(self._by_wire)
+        self.last_seq: int | None = None
+        self._snapshotted: set[str] = set()
+        self.level2_confirmed = False
+
+    # --- outbound ---------------------------------------------------------------------
+    def subscribe(self) -> list[str]:
+        """``level2`` for every product, then ``heartbeats`` (one channel per message)."""
+        return [subscribe_frame(LEVEL2, self.product_ids), subscribe_frame(HEARTBEATS)]
+
+    # --- inbound ----------------------------------------------------------------------
+    def parse(self, raw: str | bytes) -> list[Parsed]:
+        msg = orjson.loads(raw)
+        if type(msg) is not dict:
+            raise BadFrame("frame is not a JSON object")
+        if msg.get("type") == "error":
+            raise VenueRejected(f"venue error: {str(msg.get('message'))[:200]}")
+        seq = msg.get("sequence_num")
+        if type(seq) is not int:
+            raise BadFrame("frame without an integer sequence_num")
+        last = self.last_seq
+        if last is not None and seq != last + 1:
+            raise SequenceGap(f"sequence_num {seq} after {last}: the connection-wide counter skipped or went back")
+        self.last_seq = seq
+        channel = msg.get("channel")
+        events = msg.get("events")
+        if type(events) is not list:
+            raise BadFrame(f"{str(channel)[:40]} frame without an events array")
+        if channel == "l2_data":
+            return self._book(events, seq, msg.get("timestamp"))
+        if channel == HEARTBEATS:
+            return [BEAT]
+        if channel == "subscriptions":
+            self._check_subscriptions(events)
+            return []
+        return []  # other channels (ticker, status ...): not ours, but counted above
+
+    def _book(self, events: list, seq: int, timestamp: object) -> list[Parsed]:
+        out: list[Parsed] = []
+        sent_at: float | None = None
+        for event in events:
+            if type(event) is not dict:
+                raise BadFrame("l2_data event is not an object")
+            symbol = self._by_wire.get(event.get("product_id"))  # type: ignore[arg-type]
+            if symbol is None:
+                continue  # a product this connection did not ask for
+            kind = event.get("type")
+            rows = event.get("updates")
+            if type(rows) is not list:
+                raise BadFrame(f"{symbol}: updates is not an array")
+            bids, asks, last_time = _rows(rows)
+            if kind == "snapshot":
+                self._snapshotted.add(symbol)
+                if sent_at is None:
+                    sent_at = iso_seconds(timestamp)
+                out.append(Snapshot(symbol, bids, asks, seq, sent_at))
+            elif kind == "update":
+                if symbol not in self._snapshotted:
+                    raise SequenceGap(f"{symbol}: update before its snapshot")
+                ts = iso_seconds(last_time)
+                if ts is None:
+                    if sent_at is None:
+                        sent_at = iso_seconds(timestamp)
+                    ts = sent_at
+                out.append(Delta(symbol, bids, asks, seq, seq, None, ts))
+            else:
+                raise BadFrame(f"{symbol}: unknown l2_data event type {str(kind)[:40]!r}")
+        return out
+
+    def _check_subscriptions(self, events: list) -> None:
+        current: dict[str, Any] = {}
+        for event in events:
+            subs = event.get("subscriptions") if type(event) is dict else None
+            if type(subs) is not dict:
+                raise BadFrame("subscriptions event without a subscriptions object")
+            current.update(subs)
+        if LEVEL2 not in current and HEARTBEATS not in current:
+            return  # an ack of something else (not sent by us): nothing to check yet
+        listed = current.get(LEVEL2) or []
+        if type(listed) is not list:
+            raise BadFrame("level2 subscription list is not an array")
+        missing = [p for p in self.product_ids if p not in listed]
+        if missing:
+            raise VenueRejected(
+                f"level2 subscription reply leaves out {', '.join(missing)} "
+                "(Coinbase silently drops unknown product ids: check the symbols)"
+            )
+        self.level2_confirmed = True
+
+    # --- sequencing, REST, checksum ------------------------------------------------------
+    def new_sequencer(self, symbol: str) -> ProductChain:
+        return ProductChain()
+
+    def snapshot_url(self, symbol: str) -> str:
+        raise NotImplementedError("Coinbase pushes its snapshots on the socket")
+
+    def parse_snapshot(self, symbol: str, body: bytes) -> Snapshot:
+        raise NotImplementedError("Coinbase pushes its snapshots on the socket")
+
+    def verify(self, book: OrderBook, event: Snapshot | Delta) -> bool:
+        return True  # no checksum on level2; the sequence_num chain is the check
+
+
+def _rows(rows: list) -> tuple[list[Level], list[Level], object]:
+    """Split ``updates`` rows into bid and ask levels, keeping Coinbase's text.
+    Returns the last row's ``event_time`` too."""
+    bids: list[Level] = []
+    asks: list[Level] = []
+    add_bid, add_ask = bids.append, asks.append
+    event_time: object = None
+    for row in rows:
+        if type(row) is not dict:
+            raise BadFrame("l2_data row is not an object")
+        price, qty = row.get("price_level"), row.get("new_quantity")
+        if type(price) is not str or type(qty) is not str:
+            raise BadFrame(f"price_level/new_quantity are not strings: {str(row)[:80]}")
+        side = row.get("side")
+        if side == "bid":
+            add_bid((price, qty))
+        elif side == "offer":
+            add_ask((price, qty))
+        else:
+            raise BadFrame(f"unknown side {str(side)[:20]!r}")
+        event_time = row.get("event_time")
+    return bids, asks, event_time
+
+
+COINBASE_SPOT: Final = Venue(
+    id="coinbase_spot",
+    ws_url=WS_URL,
+    rest_url=None,
+    connect=CoinbaseFeed,
+    # Heartbeats come once a second; only they count (watchdog_on="beat"), so a
+    # connection that still streams book data but lost its heartbeats, or one
+    # that went quiet entirely (a zombie), ends after 60 s.
+    heartbeat=Heartbeat(watchdog=60.0, watchdog_on="beat"),
+    max_symbols_per_connection=MAX_PRODUCTS_PER_CONNECTION,
+    max_depth=FULL_DEPTH,
+    default_depth=FULL_DEPTH,
+    max_message_size=MAX_MESSAGE_SIZE,
+    # 8 new connections and 8 unauthenticated messages per second per IP; each
+    # connection sends 2 subscribe messages, so at most 4 connections a second
+    # and one message per 1/8 s within a connection keep both limits.
+    connect_budget=(4, 1.0),
+    subscribe_spacing=0.125,
+)
+
+__all__ = ["COINBASE_SPOT", "CoinbaseFeed", "FULL_DEPTH", "MAX_MESSAGE_SIZE", "ProductChain", "iso_seconds", "subscribe_frame"]
