@@ -25,6 +25,7 @@ from .errors import (
 )
 from .model import BookState, Level
 from .runner import Books, VenueStatistics, open_books
+from .remote import RemoteBooks, open_remote_books
 from .store import BookView
 
 __all__ = [
@@ -48,4 +49,6 @@ __all__ = [
     "load_config",
     "load_config_text",
     "open_books",
+    "open_remote_books",
+    "RemoteBooks",
 ]

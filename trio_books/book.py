@@ -48,7 +48,7 @@ class OrderBook:
     exactly this; for the others it keeps memory bounded).
     """
 
-    __slots__ = ("bids", "asks", "depth", "_bid_keys", "_ask_keys")
+    __slots__ = ("bids", "asks", "depth", "_bid_keys", "_ask_keys", "_cache_max")
 
     def __init__(self, depth: int | None = None) -> None:
         self.bids: SortedDict = SortedDict()
@@ -56,6 +56,8 @@ class OrderBook:
         self.depth = depth
         self._bid_keys: dict[str, Decimal] = {}
         self._ask_keys: dict[str, Decimal] = {}
+        # price-key cache per side, bounded relative to the book (prices drift over a day)
+        self._cache_max = min(max(4 * depth, 4096), _KEY_CACHE_MAX) if depth is not None else _KEY_CACHE_MAX
 
     # --- writing -------------------------------------------------------------------
     def clear(self) -> None:
@@ -69,8 +71,8 @@ class OrderBook:
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set levels; a zero quantity removes its level (absent levels are fine)."""
-        _set(self.bids, bids, True, self._bid_keys)
-        _set(self.asks, asks, False, self._ask_keys)
+        _set(self.bids, bids, True, self._bid_keys, self._cache_max)
+        _set(self.asks, asks, False, self._ask_keys, self._cache_max)
         depth = self.depth
         if depth is not None:
             if len(self.bids) > depth:
@@ -108,7 +110,7 @@ class OrderBook:
 _KEY_CACHE_MAX = 200_000
 
 
-def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[str, Decimal]) -> None:
+def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[str, Decimal], cache_max: int = 200_000) -> None:
     """Set levels on one side. The hot path: price keys are cached per side
     (price strings repeat), plain decimal quantities are checked without
     building a Decimal, and the SortedDict's dict and key list are updated
@@ -132,7 +134,7 @@ def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[st
             key = _key(price)
             if negate:
                 key = -key
-            if len(cache) >= _KEY_CACHE_MAX:
+            if len(cache) >= cache_max:
                 cache.clear()
             cache[price] = key
         if type(qty) is str and qty.isascii() and qty.replace(".", "", 1).isdigit():

@@ -135,6 +135,7 @@ class BookStore:
         self._any_change = trio.Event()
         self.started_at = time.time()
         self.shard = ""  # "K/N" when this instance runs one shard
+        self.sinks: dict[str, Any] = {}  # statistics of running sinks (e.g. "redis")
         for venue, symbol in books:
             self.add(venue, symbol)
 

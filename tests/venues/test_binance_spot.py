@@ -82,11 +82,19 @@ def test_flipped_update_id_digit_trips_the_chain():
         (100, False, 102, 103, "GAP"),
         (100, True, 101, 104, "APPLY"),
         (100, True, 103, 104, "GAP"),
-        (100, True, 99, 100, "SKIP"),  # a replayed event
+        (100, True, 97, 100, "SKIP"),  # the last applied event again
+        (100, True, 99, 100, "GAP"),  # not a replay of what was applied: resync, never freeze
+        (100, True, 50, 60, "GAP"),
     ],
 )
 def test_spot_chain_table(last, bridged, first, final, want):
-    assert SpotChain(last, bridged).check(Delta("X", [], [], first, final)) is Verdict[want]
+    assert SpotChain(last, bridged, 97).check(Delta("X", [], [], first, final)) is Verdict[want]
+
+
+def test_a_corrupted_high_u_does_not_freeze_the_book():
+    chain = SpotChain(100, True, 97)
+    assert chain.check(Delta("X", [], [], 101, 99_999)) is Verdict.APPLY  # corrupted u, accepted once
+    assert chain.check(Delta("X", [], [], 102, 103)) is Verdict.GAP  # the next real event exposes it
 
 
 def test_snapshot_older_than_stream_is_refetched():

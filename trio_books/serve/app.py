@@ -68,6 +68,8 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
         body = {"status": status, "venues": venues}
         if store.shard:
             body["shard"] = store.shard
+        if store.sinks:
+            body["sinks"] = {k: v.to_json() for k, v in store.sinks.items() if hasattr(v, "to_json")}
         return JSON(body, status_code=200 if any_live else 503)
 
     async def venues(request: Request) -> JSON:

@@ -91,6 +91,10 @@ class StoreCollector:
         uptime = GaugeMetricFamily("trio_books_uptime_seconds", "Seconds since start")
         uptime.add_metric([], time.time() - store.started_at)
         yield from (requests, stream, stream_total, uptime)
+        if store.sinks.get("redis") is not None:
+            from ..sinks.redis import sink_metric_families
+
+            yield from sink_metric_families(store.sinks["redis"])
 
 
 def _in_trio() -> bool:

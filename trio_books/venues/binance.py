@@ -63,10 +63,17 @@ def futures_weight(limit: int) -> int:
 
 @attrs.define
 class SpotChain:
-    """Spot: ``U == previous u + 1``; stale is ``u <= L``."""
+    """Spot: ``U == previous u + 1``; before bridging, stale is ``u <= L``.
+
+    After bridging, only an exact replay of the last applied event is skipped;
+    any other event that does not continue the chain (including one whose ``u``
+    is at or below the book's id) is a gap. Skipping every ``u <= last`` would
+    let one corrupted, too-high ``u`` freeze the book silently.
+    """
 
     last: int = 0
     bridged: bool = False
+    last_first: int = -1
 
     def on_snapshot(self, snap: Snapshot, buffered: Sequence[Delta]) -> bool:
         last = snap.update_id
@@ -74,18 +81,23 @@ class SpotChain:
             raise BadFrame("snapshot without lastUpdateId")
         if buffered and last < buffered[0].first_id:  # type: ignore[operator]
             return False  # older than the stream: fetch again (spot step 4)
-        self.last, self.bridged = last, False
+        self.last, self.bridged, self.last_first = last, False, -1
         return True
 
     def check(self, delta: Delta) -> Verdict:
         first, final = delta.first_id, delta.final_id
         if first is None or final is None or first > final:
             raise BadFrame(f"bad update ids U={first} u={final}")
-        if final <= self.last:
-            return Verdict.SKIP
-        if first > self.last + 1:
+        if not self.bridged:
+            if final <= self.last:
+                return Verdict.SKIP  # older than the snapshot (step 5)
+            if first > self.last + 1:
+                return Verdict.GAP
+        elif first != self.last + 1:
+            if first == self.last_first and final == self.last:
+                return Verdict.SKIP  # the same event again
             return Verdict.GAP
-        self.last, self.bridged = final, True
+        self.last, self.bridged, self.last_first = final, True, first
         return Verdict.APPLY
 
 

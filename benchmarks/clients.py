@@ -1,0 +1,364 @@
+"""The measured clients of the benchmark, one process per run.
+
+``python -m benchmarks.clients SPEC.json`` runs what the spec's ``kind`` says
+and writes a JSON result to ``spec["out"]``:
+
+``triobooks``
+    trio-books as a library (``run_venues``) on one Binance Spot connection.
+    Nothing in the parser or the book task is changed: the store is a
+    :class:`TimedStore`, whose ``touched`` (called by the book task once per
+    symbol per applied batch, after the batch's events are in the book) logs
+    ``(symbol, update id, time)``. The orchestrator joins that log with the
+    fake's per-frame send times afterwards.
+``raw``
+    The transport alone: ``trio_books.transport.open_connection`` +
+    ``receive_batch`` + ``orjson.loads`` of every frame; no parser, no book.
+``fleet``
+    Nine Binance-protocol venues (clones of ``binance_spot`` under other ids,
+    each on its own fake and connection) × 10 symbols × 1000 levels, in real
+    time: RSS and CPU share.
+
+Throughput/latency runs stop by themselves when the last frame of the stream
+is applied (or at the spec's timeout); the fleet run after its window.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import time
+from array import array
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import orjson
+import trio
+
+monotonic = time.monotonic
+cpu = time.process_time
+
+
+def rss_kb() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0])
+    return out
+
+
+class GcPauses:
+    """Garbage-collector pauses, via ``gc.callbacks`` (costs nothing between collections)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.count = [0, 0, 0]
+        self.pauses: list[tuple[float, float, int]] = []  # (monotonic start, seconds, generation) of pauses ≥ 0.1 ms
+        self._t = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t = monotonic()
+        else:
+            d = monotonic() - self._t
+            g = info["generation"]
+            self.count[g] += 1
+            if d >= 1e-4 and len(self.pauses) < 100_000:
+                self.pauses.append((self._t, d, g))
+
+    def summary(self) -> dict:
+        return {"count": self.count, "pauses": self.pauses}
+
+
+GC = GcPauses()
+
+
+def _write(spec: dict, result: dict, logs: dict[str, array] | None = None) -> None:
+    result["gc"] = GC.summary()
+    if logs:
+        for name, arr in logs.items():
+            with open(f"{spec['out']}.{name}", "wb") as fh:
+                arr.tofile(fh)
+        result["logs"] = {name: arr.typecode for name, arr in logs.items()}
+    with open(spec["out"], "wb") as fh:
+        fh.write(orjson.dumps(result))
+
+
+def _config_text(spec: dict, ws_base: str, rest_base: str) -> str:
+    symbols = ", ".join(f'"{s}"' for s in spec["symbols"])
+    return f"""
+[service]
+log_level = "WARNING"
+transport = "{spec['transport']}"
+channel_capacity = {spec.get('channel_capacity', 5000)}
+
+[venues.binance_spot]
+symbols = [{symbols}]
+depth = {spec.get('depth', 1000)}
+ws_url = "{ws_base}"
+rest_url = "{rest_base}"
+"""
+
+
+# --- trio-books, end to end --------------------------------------------------------------
+
+
+def _timed_store_class():
+    from trio_books.store import BookStore
+
+    class TimedStore(BookStore):
+        """A BookStore that logs when each symbol's book was last applied, and
+        notices the start mark and the end of the stream."""
+
+        def setup(self, spec: dict) -> None:
+            self.idx = {s: i for i, s in enumerate(spec["symbols"])}
+            self.final = list(spec["final_u"])
+            self.start_sym, self.start_u = spec["start_mark"]
+            self.remaining = set(range(len(self.final)))
+            self.log_s = array("B")
+            self.log_u = array("q")
+            self.log_t = array("d")
+            self.t0 = self.c0 = self.t1 = self.c1 = None
+            self.done = trio.Event()
+
+        def touched(self, e, update_id, exchange_ts) -> None:
+            super().touched(e, update_id, exchange_ts)
+            t = monotonic()
+            i = self.idx[e.symbol]
+            self.log_s.append(i)
+            self.log_u.append(update_id)
+            self.log_t.append(t)
+            if self.t0 is None and i == self.start_sym and update_id >= self.start_u:
+                self.t0, self.c0 = t, cpu()
+            if update_id >= self.final[i] and i in self.remaining:
+                self.remaining.discard(i)
+                if not self.remaining:
+                    self.t1, self.c1 = t, cpu()
+                    self.done.set()
+
+    return TimedStore
+
+
+async def run_triobooks(spec: dict) -> None:
+    from trio_books.config import load_config_text
+    from trio_books.log import setup_logging
+    from trio_books.runner import run_venues
+
+    setup_logging("WARNING")
+    config = load_config_text(_config_text(spec, spec["ws_base"], spec["rest_base"]))
+    store = _timed_store_class()()
+    store.setup(spec)
+    for vid, vcfg in config.enabled_venues():
+        for symbol in vcfg.symbols:
+            store.add(vid, symbol)
+    result: dict = {"ok": False}
+    with trio.move_on_after(spec["timeout"]):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_venues, config, store)
+            await store.done.wait()
+            nursery.cancel_scope.cancel()
+    stats = store.venues["binance_spot"]
+    result.update(
+        ok=store.done.is_set() and store.t0 is not None and not stats.failures,
+        t0=store.t0, t1=store.t1, cpu0=store.c0, cpu1=store.c1,
+        failures=dict(stats.failures), last_error=stats.last_error, frames_received=stats.frames,
+        channel_high_water=stats.channel_high_water, rss=rss_kb(),
+    )
+    if not result["ok"] and not result.get("last_error"):
+        result["last_error"] = "timed out before the last frame was applied"
+    _write(spec, result, {"s": store.log_s, "u": store.log_u, "t": store.log_t})
+
+
+# --- the transport alone ----------------------------------------------------------------
+
+
+async def run_raw(spec: dict) -> None:
+    from trio_books.transport import open_connection
+
+    opener = open_minimal if spec["transport"] == "minimal" else open_connection  # minimal: the reference floor
+    total = spec["total_frames"]
+    start_at = spec["start_count"]
+    loads = orjson.loads
+    count = 0
+    t0 = c0 = t1 = c1 = None
+    error = None
+    with trio.move_on_after(spec["timeout"]):
+        try:
+            async with opener(spec["url"], max_message_size=2**20, connect_timeout=10, transport=spec["transport"]) as conn:
+                while count < total:
+                    frames = await conn.receive_batch()
+                    for raw in frames:
+                        loads(raw)
+                    count += len(frames)
+                    if t0 is None and count >= start_at:
+                        t0, c0 = monotonic(), cpu()
+                t1, c1 = monotonic(), cpu()
+        except Exception as exc:  # report, don't hide
+            error = f"{type(exc).__name__}: {exc}"
+    ok = t1 is not None
+    _write(spec, {"ok": ok, "t0": t0, "t1": t1, "cpu0": c0, "cpu1": c1, "frames": count,
+                  "last_error": error or (None if ok else "timed out"), "rss": rss_kb()})
+
+
+class _Minimal:
+    """A reference floor for the transport, not a client anyone should use: a
+    plain-socket WebSocket reader that only splits unmasked, unfragmented,
+    uncompressed server frames (all this fake sends) and decodes text. It shows
+    what socket reads + framing + UTF-8 cost without a general WebSocket library."""
+
+    def __init__(self, stream: trio.abc.Stream, buf: bytearray) -> None:
+        self.stream = stream
+        self.buf = buf
+
+    async def receive_batch(self) -> list[str | bytes]:
+        out: list[str | bytes] = []
+        while not out:
+            buf = self.buf
+            pos, end = 0, len(buf)
+            while end - pos >= 2:
+                n = buf[pos + 1] & 0x7F
+                head = 2
+                if n == 126:
+                    if end - pos < 4:
+                        break
+                    n, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+                elif n == 127:
+                    if end - pos < 10:
+                        break
+                    n, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+                if end - pos < head + n:
+                    break
+                opcode = buf[pos] & 0x0F
+                payload = buf[pos + head : pos + head + n]
+                if opcode == 0x1:
+                    out.append(payload.decode())
+                elif opcode == 0x2:
+                    out.append(bytes(payload))
+                elif opcode == 0x8:
+                    raise EOFError("closed by the server")
+                pos += head + n
+            del buf[:pos]
+            if not out:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise EOFError("connection closed")
+                buf += data
+        return out
+
+
+@asynccontextmanager
+async def open_minimal(url: str, **_ignored):
+    parts = urlsplit(url)
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    await stream.send_all((f"GET {target} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise EOFError("closed during the handshake")
+        buf += data
+    end = buf.index(b"\r\n\r\n")
+    if not buf.startswith(b"HTTP/1.1 101"):
+        raise EOFError(bytes(buf[:80]).decode(errors="replace"))
+    del buf[: end + 4]
+    try:
+        yield _Minimal(stream, buf)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+# --- nine venues × ten symbols × 1000 levels ----------------------------------------------
+
+
+async def run_fleet(spec: dict) -> None:
+    import attrs
+
+    from trio_books.config import load_config_text
+    from trio_books.log import setup_logging
+    from trio_books.model import BookState
+    from trio_books.store import BookStore
+    from trio_books.supervise import supervise_venue
+    from trio_books.venues import get_venue
+
+    setup_logging("WARNING")
+    rss_idle = rss_kb()
+    ports = spec["ports"]
+    config = load_config_text(_config_text(spec, f"ws://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[0]}"))
+    base_cfg = config.venues["binance_spot"]
+    base_venue = get_venue("binance_spot")
+    store = BookStore()
+    venues = []
+    for k, port in enumerate(ports):
+        vid = f"binance_spot_{k + 1}"
+        venue = attrs.evolve(base_venue, id=vid)
+        vcfg = attrs.evolve(base_cfg, ws_url=f"ws://127.0.0.1:{port}", rest_url=f"http://127.0.0.1:{port}")
+        for s in vcfg.symbols:
+            store.add(vid, s)
+        venues.append((venue, vcfg))
+    result: dict = {"ok": False, "rss_idle": rss_idle}
+    with trio.move_on_after(spec["timeout"]):
+        async with trio.open_nursery() as nursery:
+            for venue, vcfg in venues:
+                nursery.start_soon(supervise_venue, venue, vcfg, config.service, store)
+            t_start = monotonic()
+            while not all(e.state is BookState.LIVE for e in store.entries()):
+                await store.wait_change()
+            result["sync_seconds"] = monotonic() - t_start
+            await trio.sleep(spec["settle"])
+            frames0 = sum(v.frames for v in store.venues.values())
+            prof = None
+            if spec.get("profile_window"):
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
+            t0, c0 = monotonic(), cpu()
+            await trio.sleep(spec["window"])
+            t1, c1 = monotonic(), cpu()
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(spec["out"] + ".window.prof")
+            frames1 = sum(v.frames for v in store.venues.values())
+            live = sum(e.state is BookState.LIVE for e in store.entries())
+            levels = [(len(e.book.bids), len(e.book.asks)) for e in store.entries() if e.book is not None]
+            result.update(
+                ok=live == len(store.entries()) and not any(v.failures for v in store.venues.values()),
+                books=len(store.entries()), books_live=live, venues=len(venues),
+                levels_min=min(min(b, a) for b, a in levels), levels_total=sum(b + a for b, a in levels),
+                window=t1 - t0, cpu=c1 - c0, frames=frames1 - frames0, rss=rss_kb(),
+                failures={v.venue: dict(v.failures) for v in store.venues.values() if v.failures},
+            )
+            nursery.cancel_scope.cancel()
+    if "window" not in result:
+        result["last_error"] = "timed out before every book was live"
+    _write(spec, result)
+
+
+def main() -> None:
+    with open(sys.argv[1], "rb") as fh:
+        spec = orjson.loads(fh.read())
+    kind = spec["kind"]
+    runner = {"triobooks": run_triobooks, "raw": run_raw, "fleet": run_fleet}[kind]
+    if spec.get("profile"):
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        trio.run(runner, spec)
+        prof.disable()
+        prof.dump_stats(spec["out"] + ".prof")
+    else:
+        trio.run(runner, spec)
+    sys.stdout.flush()
+    os._exit(0)  # nothing left to clean up; skip interpreter teardown
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,494 @@
+"""The fake Binance Spot venue of the benchmark, run in its own process.
+
+It serves the combined diff-depth stream (``/stream?streams=<sym>@depth@100ms/...``),
+``GET /api/v3/depth`` and ``GET /api/v3/exchangeInfo`` on 127.0.0.1, on one
+plain port (``ws://``, ``http://``) and, given a certificate, one TLS port
+(``wss://``, ``https://``). WebSocket and HTTP share a port: a request with
+``Upgrade: websocket`` becomes a WebSocket, anything else is a REST call.
+
+The WebSocket side is written to cost the sender as little as possible, so
+that the client under test is what limits a run: every frame of the stream is
+encoded once at start-up (JSON and the RFC 6455 header), and a connection is
+fed by ``send_all`` of large pre-joined chunks. Client frames (pings, close,
+SUBSCRIBE) are parsed by a small reader that answers pings at once.
+
+Modes
+-----
+``replay``: a fixed stream (see :class:`benchmarks.stream.ReplayStream`) that
+every connection gets from its start. The URL prefix ``/r/<run>/<pace>`` names
+the run and the pace: ``blast`` (as fast as the socket takes it) or
+``rate<N>[n<M>]`` (N frames/s, the first M frames of the body; the send time of every frame is written to
+``<workdir>/<run>.send`` for the latency join); ``-nogate`` skips the wait for
+the REST snapshots (raw-ceiling clients fetch none). Otherwise the prefix is
+sent, and the body waits until the run fetched a snapshot of every symbol.
+
+``live``: N venues on N ports, each with its own books, that change in real
+time at ``rate`` events per second per symbol (the 9-venue footprint run);
+snapshots are the current books.
+
+The process prints one JSON line (its ports) when it listens, and stops when
+its standard input closes or after ``--max-seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import hashlib
+import json
+import os
+import ssl
+import sys
+import time
+from array import array
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import trio
+
+from .stream import LiveVenue, ReplayStream, exchange_info, ws_frame
+
+HOST = "127.0.0.1"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CHUNK = 64 * 1024
+MAX_HEAD = 16 * 1024
+
+
+class Closed(Exception):
+    pass
+
+
+class Peer:
+    """One accepted connection: buffered reads of HTTP heads and client frames,
+    and a lock so that pongs never land inside a data chunk."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+        self.send_lock = trio.Lock()
+
+    async def _more(self) -> None:
+        try:
+            data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+            raise Closed from None
+        if not data:
+            raise Closed
+        self.buf += data
+
+    async def send(self, data: bytes) -> None:
+        async with self.send_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                raise Closed from None
+
+    async def read_head(self) -> tuple[str, str, dict[str, str]] | None:
+        """``(method, target, headers)`` of the next HTTP request; None at EOF."""
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self.buf) > MAX_HEAD:
+                raise Closed
+            try:
+                await self._more()
+            except Closed:
+                return None
+        head = bytes(self.buf[:end]).decode("latin-1")
+        del self.buf[: end + 4]
+        lines = head.split("\r\n")
+        method, target, _version = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return method, target, headers
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """The next client frame ``(opcode, payload)`` (clients mask; fragments are
+        not used by any client here)."""
+        while True:
+            buf = self.buf
+            if len(buf) >= 2:
+                n = buf[1] & 0x7F
+                pos = 2
+                if n == 126:
+                    pos = 4
+                elif n == 127:
+                    pos = 10
+                masked = buf[1] & 0x80
+                if len(buf) >= pos + (4 if masked else 0):
+                    if n == 126:
+                        n = int.from_bytes(buf[2:4], "big")
+                    elif n == 127:
+                        n = int.from_bytes(buf[2:10], "big")
+                    mask = bytes(buf[pos : pos + 4]) if masked else b""
+                    start = pos + len(mask)
+                    if len(buf) >= start + n:
+                        payload = bytes(buf[start : start + n])
+                        opcode = buf[0] & 0x0F
+                        del buf[: start + n]
+                        if mask:
+                            key = int.from_bytes((mask * (n // 4 + 1))[:n], "big") if n else 0
+                            payload = (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big") if n else b""
+                        return opcode, payload
+            await self._more()
+
+
+def _accept_key(key: str) -> str:
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+async def _respond(peer: Peer, status: int, body: bytes, *, close: bool) -> None:
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: {'close' if close else 'keep-alive'}\r\n\r\n")
+    await peer.send(head.encode() + body)
+
+
+class Server:
+    """Accepts connections, tells REST from WebSocket, and dispatches to a mode."""
+
+    async def handle(self, stream: trio.abc.Stream, tls: ssl.SSLContext | None = None) -> None:
+        if tls is not None:
+            stream = trio.SSLStream(stream, tls, server_side=True)
+        peer = Peer(stream)
+        try:
+            if tls is not None:
+                try:
+                    await stream.do_handshake()
+                except (trio.BrokenResourceError, ssl.SSLError, OSError):
+                    return
+            while True:
+                req = await peer.read_head()
+                if req is None:
+                    return
+                method, target, headers = req
+                if headers.get("upgrade", "").lower() == "websocket":
+                    key = headers.get("sec-websocket-key", "")
+                    await peer.send(
+                        ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Accept: {_accept_key(key)}\r\n\r\n").encode())
+                    await self.websocket(peer, target)
+                    return
+                status, body = self.rest(method, target)
+                close = headers.get("connection", "").lower() == "close"
+                await _respond(peer, status, body, close=close)
+                if close:
+                    return
+        except Closed:
+            pass
+        finally:
+            with trio.move_on_after(0.5) as scope:
+                scope.shield = True
+                await trio.aclose_forcefully(stream)
+
+    # --- for the modes ----------------------------------------------------------------
+    def rest(self, method: str, target: str) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    async def websocket(self, peer: Peer, target: str) -> None:
+        raise NotImplementedError
+
+    async def control(self, peer: Peer, on_text=None) -> None:
+        """Read client frames until close: answer pings, hand text frames on."""
+        while True:
+            opcode, payload = await peer.read_frame()
+            if opcode == 0x9:
+                await peer.send(ws_frame(payload, 0xA))
+            elif opcode == 0x8:
+                try:
+                    await peer.send(ws_frame(payload[:2], 0x8))
+                except Closed:
+                    pass
+                return
+            elif opcode == 0x1 and on_text is not None:
+                await on_text(payload)
+
+
+def _split(target: str) -> tuple[list[str], str, dict[str, list[str]]]:
+    """``/r/<run>/<pace>/stream?...`` → (prefix parts, endpoint path, query)."""
+    parts = urlsplit(target)
+    path = parts.path
+    for endpoint in ("/stream", "/api/v3/depth", "/api/v3/exchangeInfo"):
+        if path.endswith(endpoint):
+            prefix = path[: -len(endpoint)].strip("/").split("/") if path != endpoint else []
+            return [p for p in prefix if p], endpoint, parse_qs(parts.query)
+    return [], path, parse_qs(parts.query)
+
+
+def _streams(query: dict[str, list[str]]) -> list[str]:
+    return [s for s in "/".join(query.get("streams", [])).split("/") if s]
+
+
+async def _subscribe_reply(peer: Peer, payload: bytes) -> None:
+    try:
+        msg = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(msg, dict) and msg.get("method") in ("SUBSCRIBE", "UNSUBSCRIBE"):
+        await peer.send(ws_frame(orjson.dumps({"result": None, "id": msg.get("id")})))
+
+
+class Run:
+    def __init__(self, n_symbols: int) -> None:
+        self.requested: set[int] = set()
+        self.n = n_symbols
+        self.gate = trio.Event()
+
+    def snapshot_requested(self, i: int) -> None:
+        self.requested.add(i)
+        if len(self.requested) >= self.n:
+            self.gate.set()
+
+
+class ReplayServer(Server):
+    def __init__(self, stream: ReplayStream, workdir: str) -> None:
+        self.s = stream
+        self.workdir = workdir
+        self.index = {name: i for i, name in enumerate(stream.symbols)}
+        self.frames = [ws_frame(p) for p in stream.payloads]
+        self.prefix_chunk = b"".join(self.frames[: stream.n_prefix])
+        self.body = self.frames[stream.n_prefix :]
+        self.body_chunks = self._chunks(self.body)
+        self.runs: dict[str, Run] = {}
+        self.info = orjson.dumps(exchange_info(stream.symbols))
+        self.snap_cache: dict[tuple[int, int], bytes] = {}
+
+    @staticmethod
+    def _chunks(frames: list[bytes]) -> list[bytes]:
+        out, cur, size = [], [], 0
+        for f in frames:
+            cur.append(f)
+            size += len(f)
+            if size >= CHUNK:
+                out.append(b"".join(cur))
+                cur, size = [], 0
+        if cur:
+            out.append(b"".join(cur))
+        return out
+
+    def run(self, name: str) -> Run:
+        if name not in self.runs:
+            self.runs[name] = Run(len(self.s.symbols))
+        return self.runs[name]
+
+    def rest(self, method: str, target: str) -> tuple[int, bytes]:
+        prefix, endpoint, query = _split(target)
+        if endpoint == "/api/v3/exchangeInfo":
+            return 200, self.info
+        if endpoint != "/api/v3/depth":
+            return 404, b'{"code":-1,"msg":"unknown path"}'
+        symbol = query.get("symbol", [""])[0]
+        i = self.index.get(symbol)
+        if i is None:
+            return 400, b'{"code":-1121,"msg":"Invalid symbol."}'
+        try:
+            limit = min(5000, int(query.get("limit", ["100"])[0]))
+        except ValueError:
+            return 400, b'{"code":-1100,"msg":"Illegal characters found in parameter \'limit\'."}'
+        if len(prefix) >= 2 and prefix[0] == "r":
+            self.run(prefix[1]).snapshot_requested(i)
+        body = self.snap_cache.get((i, limit))
+        if body is None:
+            body = self.snap_cache[(i, limit)] = self.s.snapshot_body(i, limit)
+        return 200, body
+
+    async def websocket(self, peer: Peer, target: str) -> None:
+        prefix, endpoint, query = _split(target)
+        if endpoint != "/stream" or len(prefix) != 3 or prefix[0] != "r":
+            await peer.send(ws_frame(b"\x03\xf0unknown path", 0x8))
+            return
+        run_name, pace = prefix[1], prefix[2]
+        wanted = {f"{s.lower()}@depth@100ms" for s in self.s.symbols}
+        if set(_streams(query)) != wanted:
+            await peer.send(ws_frame(orjson.dumps({"code": 2, "msg": "Invalid request: the benchmark stream has all its symbols"})))
+            await peer.send(ws_frame(b"\x03\xf0invalid stream", 0x8))
+            return
+        gate = not pace.endswith("-nogate")
+        pace = pace.removesuffix("-nogate")
+        run = self.run(run_name)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed, peer, run, pace, gate, run_name, nursery.cancel_scope)
+            try:
+                await self.control(peer, lambda p: _subscribe_reply(peer, p))
+            except Closed:
+                pass
+            nursery.cancel_scope.cancel()
+
+    async def _feed(self, peer: Peer, run: Run, pace: str, gate: bool, run_name: str, scope: trio.CancelScope) -> None:
+        try:
+            await peer.send(self.prefix_chunk)
+            if gate:
+                with trio.move_on_after(30):
+                    await run.gate.wait()
+            if pace == "blast":
+                for chunk in self.body_chunks:
+                    await peer.send(chunk)
+            elif pace.startswith("rate"):  # rate<frames/s>[n<frames>]
+                rate, _, count = pace[4:].partition("n")
+                await self._paced(peer, float(rate), run_name, int(count) if count else len(self.body))
+        except Closed:
+            scope.cancel()
+        # then idle: the client closes when it has seen everything
+
+    async def _paced(self, peer: Peer, rate: float, run_name: str, count: int) -> None:
+        body = self.body
+        n = min(count, len(body))
+        sent_at = array("d", bytes(8 * n))
+        t0 = time.monotonic()
+        i = 0
+        blocked = 0
+        while i < n:
+            now = time.monotonic()
+            due = min(n, int((now - t0) * rate) + 1)
+            if due <= i:
+                await trio.sleep(t0 + i / rate - now)
+                continue
+            chunk = b"".join(body[i:due])
+            ts = time.monotonic()
+            for k in range(i, due):
+                sent_at[k] = ts
+            await peer.send(chunk)
+            if time.monotonic() - ts > 0.002:
+                blocked += 1  # the socket was full: the client is behind (latency after this is understated)
+            i = due
+        with open(os.path.join(self.workdir, f"{run_name}.blocked"), "w") as fh:
+            fh.write(str(blocked))
+        path = os.path.join(self.workdir, f"{run_name}.send")
+        with open(path + ".tmp", "wb") as fh:
+            sent_at.tofile(fh)
+        os.replace(path + ".tmp", path)
+
+
+class LiveServer(Server):
+    """One live venue: its own books, real-time changes, current snapshots."""
+
+    def __init__(self, venue: LiveVenue, rate: float, phase: float) -> None:
+        self.v = venue
+        self.rate = rate
+        self.phase = phase
+        self.clients: list[Peer] = []
+        self.info = orjson.dumps(exchange_info(venue.symbols))
+        self.events = 0
+
+    def rest(self, method: str, target: str) -> tuple[int, bytes]:
+        _prefix, endpoint, query = _split(target)
+        if endpoint == "/api/v3/exchangeInfo":
+            return 200, self.info
+        if endpoint != "/api/v3/depth":
+            return 404, b'{"code":-1,"msg":"unknown path"}'
+        book = self.v.by_name.get(query.get("symbol", [""])[0])
+        if book is None:
+            return 400, b'{"code":-1121,"msg":"Invalid symbol."}'
+        try:
+            limit = min(5000, int(query.get("limit", ["100"])[0]))
+        except ValueError:
+            return 400, b'{"code":-1100,"msg":"bad limit"}'
+        return 200, orjson.dumps(book.snapshot(limit))
+
+    async def websocket(self, peer: Peer, target: str) -> None:
+        _prefix, endpoint, query = _split(target)
+        wanted = {b.stream_name for b in self.v.books}
+        if endpoint != "/stream" or set(_streams(query)) != wanted:
+            await peer.send(ws_frame(b"\x03\xf0the benchmark stream has all its symbols", 0x8))
+            return
+        self.clients.append(peer)
+        try:
+            await self.control(peer, lambda p: _subscribe_reply(peer, p))
+        finally:
+            self.clients.remove(peer)
+
+    async def ticker(self) -> None:
+        await trio.sleep(self.phase)
+        period = 1.0 / self.rate
+        next_t = trio.current_time()
+        while True:
+            next_t += period
+            await trio.sleep_until(next_t)
+            if not self.clients:
+                continue
+            chunk = b"".join(ws_frame(f) for f in self.v.tick(int(time.time() * 1000)))
+            self.events += len(self.v.books)
+            for peer in list(self.clients):
+                try:
+                    await peer.send(chunk)
+                except Closed:
+                    pass
+
+
+async def _listen(nursery: trio.Nursery, server: Server, tls: ssl.SSLContext | None = None) -> int:
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, host=HOST), functools.partial(server.handle, tls=tls), 0)
+    return listeners[0].socket.getsockname()[1]
+
+
+async def _until_stdin_closes(max_seconds: float) -> None:
+    with trio.move_on_after(max_seconds):
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        async with stdin:
+            while await stdin.receive_some(1024):
+                pass
+
+
+def _tls(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    if not certfile:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+async def main_replay(args: argparse.Namespace) -> None:
+    stream = ReplayStream(args.symbols, args.frames, seed=args.seed)
+    with open(os.path.join(args.workdir, "stream.json"), "wb") as fh:
+        fh.write(orjson.dumps(stream.meta()))
+    server = ReplayServer(stream, args.workdir)
+    tls_ctx = _tls(args.certfile, args.keyfile)
+    async with trio.open_nursery() as nursery:
+        ports = {"port": await _listen(nursery, server)}
+        if tls_ctx is not None:
+            ports["tls_port"] = await _listen(nursery, server, tls_ctx)  # same stream and runs, TLS on top
+        print(json.dumps(ports), flush=True)
+        await _until_stdin_closes(args.max_seconds)
+        nursery.cancel_scope.cancel()
+
+
+async def main_live(args: argparse.Namespace) -> None:
+    servers = [LiveServer(LiveVenue(args.symbols, seed=args.seed + i), args.rate, phase=i / (args.venues * args.rate))
+               for i in range(args.venues)]
+    async with trio.open_nursery() as nursery:
+        ports = [await _listen(nursery, s) for s in servers]
+        for s in servers:
+            nursery.start_soon(s.ticker)
+        print(json.dumps({"ports": ports}), flush=True)
+        await _until_stdin_closes(args.max_seconds)
+        nursery.cancel_scope.cancel()
+    total = sum(s.events for s in servers)
+    print(json.dumps({"events_sent": total}), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    sub = p.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("replay")
+    r.add_argument("--workdir", required=True)
+    r.add_argument("--symbols", type=int, default=10)
+    r.add_argument("--frames", type=int, default=100_000)
+    r.add_argument("--seed", type=int, default=20240601)
+    r.add_argument("--certfile")
+    r.add_argument("--keyfile")
+    r.add_argument("--max-seconds", type=float, default=900)
+    lv = sub.add_parser("live")
+    lv.add_argument("--venues", type=int, default=9)
+    lv.add_argument("--symbols", type=int, default=10)
+    lv.add_argument("--rate", type=float, default=10.0, help="events per second per symbol")
+    lv.add_argument("--seed", type=int, default=7)
+    lv.add_argument("--max-seconds", type=float, default=300)
+    args = p.parse_args(argv)
+    trio.run(main_replay if args.mode == "replay" else main_live, args)
+
+
+if __name__ == "__main__":
+    main()
