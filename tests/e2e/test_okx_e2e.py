@@ -13,12 +13,7 @@ VENUE = "okx_spot"
 
 
 async def wait_failures(svc: ServiceProcess, reason: str, at_least: int = 1, timeout: float = 10.0) -> dict:
-    with trio.fail_after(timeout):
-        while True:
-            health = (await svc.get("/health")).json()
-            if health["venues"][VENUE]["failures"].get(reason, 0) >= at_least:
-                return health
-            await trio.sleep(0.1)
+    return await svc.wait_failures(VENUE, reason, at_least, timeout)
 
 
 async def test_service_serves_true_book_after_gap_and_checksum_corruption(nursery):

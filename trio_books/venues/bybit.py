@@ -174,10 +174,10 @@ class BybitFeed:
         return UpdateIdStep()
 
     def snapshot_url(self, symbol: str) -> str:
-        raise NotImplementedError("Bybit sends its snapshots on the socket")
+        raise TypeError("Bybit sends its snapshots on the socket")  # never called: rest_snapshots is False
 
     def parse_snapshot(self, symbol: str, body: bytes) -> Snapshot:
-        raise NotImplementedError("Bybit sends its snapshots on the socket")
+        raise TypeError("Bybit sends its snapshots on the socket")  # never called: rest_snapshots is False
 
     def verify(self, book: OrderBook, event: Snapshot | Delta) -> bool:
         return True  # no checksum; the u chain is the check

@@ -239,10 +239,10 @@ class CoinbaseFeed:
         return ProductChain()
 
     def snapshot_url(self, symbol: str) -> str:
-        raise NotImplementedError("Coinbase pushes its snapshots on the socket")
+        raise TypeError("Coinbase pushes its snapshots on the socket")  # never called: rest_snapshots is False
 
     def parse_snapshot(self, symbol: str, body: bytes) -> Snapshot:
-        raise NotImplementedError("Coinbase pushes its snapshots on the socket")
+        raise TypeError("Coinbase pushes its snapshots on the socket")  # never called: rest_snapshots is False
 
     def verify(self, book: OrderBook, event: Snapshot | Delta) -> bool:
         return True  # no checksum on level2; the sequence_num chain is the check

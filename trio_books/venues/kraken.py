@@ -255,10 +255,10 @@ class KrakenFeed:
         return _NO_CHAIN
 
     def snapshot_url(self, symbol: str) -> str:
-        raise NotImplementedError("Kraken v2 pushes its snapshots on the socket")
+        raise TypeError("Kraken v2 pushes its snapshots on the socket")  # never called: rest_snapshots is False
 
     def parse_snapshot(self, symbol: str, body: bytes) -> Snapshot:
-        raise NotImplementedError("Kraken v2 pushes its snapshots on the socket")
+        raise TypeError("Kraken v2 pushes its snapshots on the socket")  # never called: rest_snapshots is False
 
     def verify(self, book: OrderBook, event: Snapshot | Delta) -> bool:
         """The book after ``event`` (already truncated to the depth) against its checksum."""
