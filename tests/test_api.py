@@ -216,12 +216,12 @@ async def test_stream_client_count_and_inbound_size_are_bounded(nursery, monkeyp
     fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=10).serve)
     store, base = await start_service(nursery, fake)
     url = base.replace("http://", "ws://") + "/ws"
-    async with open_websocket_url(url) as a, open_websocket_url(url) as b:
+    async with open_websocket_url(url, connect_timeout=5, disconnect_timeout=1) as a, open_websocket_url(url, connect_timeout=5, disconnect_timeout=1) as b:
         for ws in (a, b):  # a round trip each: both are counted by the server before c arrives
             await ws.send_message('{"op":"unsubscribe","venue":"binance_spot","symbol":"BTCUSDT"}')
             with trio.fail_after(5):
                 assert "not subscribed" in orjson.loads(await ws.get_message())["error"]
-        async with open_websocket_url(url) as c:
+        async with open_websocket_url(url, connect_timeout=5, disconnect_timeout=1) as c:
             with pytest.raises(ConnectionClosed) as info:
                 with trio.fail_after(5):
                     await c.get_message()
