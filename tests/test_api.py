@@ -38,6 +38,7 @@ async def wait_live(store, timeout=10):
 
 async def test_health_venues_books_and_metrics(nursery):
     fake = await nursery.start(FakeBinanceSpot(["BTCUSDT", "ETHUSDT"], rate=50).serve)
+    fake.snapshot_delay = 0.5  # every snapshot (so every way to live) takes 0.5 s: the first request sees none
     store, base = await start_service(nursery, fake)
     async with httpx.AsyncClient(base_url=base) as http:
         assert (await http.get("/health")).status_code == 503  # nothing live yet
