@@ -19,3 +19,22 @@ def test_attempt_budget_is_a_sliding_window():
         b.record(t)
     assert b.delay(3.0) == 7.0
     assert b.delay(10.5) == 0.0
+
+
+def test_backoff_assertion_helpers_reject_storms_and_overlong_pauses():
+    import pytest
+
+    from trio_books.testing.harness import assert_exact_backoff, assert_full_jitter
+
+    assert_full_jitter([0.0, 0.9, 2.5, 6.0, 13.0], fewer_than=6, grown=(2, 2.0))
+    with pytest.raises(AssertionError):
+        assert_full_jitter([0.0, 1.7])  # the first pause is at most 1 s (+ slack)
+    with pytest.raises(AssertionError):
+        assert_full_jitter([0.1 * i for i in range(30)], fewer_than=20)  # a storm
+    with pytest.raises(AssertionError):
+        assert_full_jitter([0.0, 0.5, 1.0, 1.5], grown=(1, 1.0))  # never grew
+    assert_exact_backoff([0.0, 1.1, 3.2, 7.3, 15.4])
+    with pytest.raises(AssertionError):
+        assert_exact_backoff([0.0, 0.5, 2.5, 6.5, 14.5])  # shorter than the delay
+    with pytest.raises(AssertionError):
+        assert_exact_backoff([0.0, 1.0, 3.0])  # too few attempts

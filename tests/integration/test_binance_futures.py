@@ -16,7 +16,7 @@ from trio_books import BookState, load_config_text, open_books
 from trio_books.runner import Books, build_store
 from trio_books.supervise import supervise_venue
 from trio_books.testing import FakeBinanceFutures
-from trio_books.testing.harness import converge, view_top
+from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
 from trio_books.venues import get_venue
 from trio_books.venues.binance import BINANCE_FUTURES, USDM, feed_factory
 
@@ -164,15 +164,9 @@ async def test_subscribe_rejection_backs_off(nursery, pacer, autojump_clock, fak
         assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 5
         assert "venue error 2: Invalid request: fake: subscription rejected" in stats.last_error
         assert all(books.state(venue, s) is not BookState.LIVE for s in SYMBOLS)
-        gaps = [b - a for a, b in zip(fake.connected_at, fake.connected_at[1:])]
-        # full jitter under a doubling ceiling: at most 1 s, then 2, 4, ... 30
-        assert all(g <= min(30.0, 2.0**i) + 0.5 for i, g in enumerate(gaps))
-        assert len(fake.connected_at) < 15  # no storm: ~600 attempts in 60 s at a 0.1 s floor
+        assert_full_jitter(fake.connected_at, fewer_than=15)  # vs ~600 attempts in 60 s at a 0.1 s floor
         fake.reject_subscribe = False
-        with trio.fail_after(60):
-            await books.wait_live(venue)
-        for s in SYMBOLS:
-            await converge(view_top(books, venue, s), fake, s, timeout=30)
+        await recover(books, fake, venue, SYMBOLS)
 
 
 async def test_silence_ends_the_attempt_at_the_watchdog(nursery, pacer, autojump_clock, fake_cls):
@@ -189,10 +183,7 @@ async def test_silence_ends_the_attempt_at_the_watchdog(nursery, pacer, autojump
         assert hb.watchdog - 1 <= trio.current_time() - silenced <= hb.watchdog + 1
         stats = books.statistics()[venue]
         assert stats.failures == {"heartbeat": 1} and f"no frame for {hb.watchdog:g} s" in stats.last_error
-        with trio.fail_after(60):
-            await books.wait_live(venue)
-        for s in SYMBOLS:
-            await converge(view_top(books, venue, s), fake, s)
+        await recover(books, fake, venue, SYMBOLS, timeout=10)
 
 
 async def test_subscription_that_never_delivers_is_no_data(nursery, pacer, autojump_clock, fake_cls):
@@ -209,10 +200,7 @@ async def test_subscription_that_never_delivers_is_no_data(nursery, pacer, autoj
         assert fake.connected_at[1] - first_failure_at <= 2.5  # ended at the deadline, then the backoff
         assert fake.muted_connections == len(fake.connected_at) >= 2
         fake.mute_new_connections = False
-        with trio.fail_after(60):
-            await books.wait_live(venue)
-        for s in SYMBOLS:
-            await converge(view_top(books, venue, s), fake, s)
+        await recover(books, fake, venue, SYMBOLS, timeout=10)
 
 
 async def test_the_retired_unrouted_url_is_caught_as_no_data(nursery, pacer, autojump_clock):

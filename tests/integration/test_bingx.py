@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from trio_books import BookState, load_config_text, open_books
 from trio_books.testing import FakeBingx
-from trio_books.testing.harness import converge, view_top
+from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
 
 VENUE = "bingx_spot"
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
@@ -29,10 +30,7 @@ async def wait_failure(books, reason: str, at_least: int = 1) -> None:
 async def test_books_go_live_and_equal_truth(nursery):
     fake = await start(nursery)
     async with open_books(config(fake)) as books:
-        with trio.fail_after(10):
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s)
+        await recover(books, fake, VENUE, SYMBOLS, live_timeout=10, timeout=10)
         view = books.view(VENUE, "BTC-USDT")
         assert len(view.asks) == len(view.bids) == 20  # @depth20: the whole pushed book
         assert view.asks[0] == fake.top("BTC-USDT", 1)[1][0]  # best ask first although sent last
@@ -111,56 +109,30 @@ async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pac
         assert not ever_live  # the leaked frame of a refused topic never made a book live
         assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 6
         assert "80015" in stats.last_error and stats.state == "degraded"
-        gaps = [b - a for a, b in zip(fake.accepted_at, fake.accepted_at[1:])]
-        # full jitter under a doubling ceiling: 1 s after the first failure, 2, 4, ... 30
-        assert gaps[0] <= 1.5
-        assert all(g <= min(30.0, 2.0 ** i) + 0.5 for i, g in enumerate(gaps))
-        assert max(gaps[4:]) > 2.0  # grown well past the first ceiling
-        assert len(fake.accepted_at) < 20  # vs ~1500 attempts in 150 s at the 0.1 s floor
+        # vs ~1500 attempts in 150 s at the 0.1 s floor; grown well past the first ceiling
+        assert_full_jitter(fake.accepted_at, fewer_than=20, grown=(4, 2.0))
         fake.reject_subscribe = False
-        with trio.fail_after(60):
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
+        await recover(books, fake, VENUE, SYMBOLS)
 
 
-async def test_silence_trips_the_60s_ping_watchdog(nursery, pacer, autojump_clock):
+@pytest.mark.parametrize("fault", ["silence", "stop_pings"])
+async def test_no_server_ping_for_60s_trips_the_watchdog(fault, nursery, pacer, autojump_clock):
+    """Silence (open, no pushes, no pings) and pings stopping while depth keeps flowing
+    both end the attempt 60 s after the last server ping: data is not a heartbeat."""
     fake = await start(nursery, rate=5)
     async with open_books(config(fake)) as books:
         with trio.fail_after(30):
             await books.wait_live(VENUE)
         await trio.sleep(12)
         (client,) = fake.clients
-        fake.silence()  # open, but no pushes and no pings
+        getattr(fake, fault)()
+        frames_before = books.statistics()[VENUE].frames
         with trio.fail_after(120):
             await books.wait_state(VENUE, "BTC-USDT", BookState.STALE)
         waited = trio.current_time() - client.state["last_ping_at"]
         assert 59.5 <= waited <= 61.0  # 60 s after the last ping, in virtual time
         stats = books.statistics()[VENUE]
         assert stats.failures == {"heartbeat": 1} and "no heartbeat for 60 s" in stats.last_error
-        with trio.fail_after(60):
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
-
-
-async def test_pings_stopping_trips_the_watchdog_although_data_flows(nursery, pacer, autojump_clock):
-    fake = await start(nursery, rate=5)
-    async with open_books(config(fake)) as books:
-        with trio.fail_after(30):
-            await books.wait_live(VENUE)
-        await trio.sleep(12)
-        (client,) = fake.clients
-        fake.stop_pings()
-        frames_before = books.statistics()[VENUE].frames
-        with trio.fail_after(120):
-            await books.wait_state(VENUE, "BTC-USDT", BookState.STALE)
-        waited = trio.current_time() - client.state["last_ping_at"]
-        assert 59.5 <= waited <= 61.0
-        stats = books.statistics()[VENUE]
-        assert stats.failures == {"heartbeat": 1}
-        assert stats.frames - frames_before >= 500  # ~10 pushes/s kept coming the whole minute
-        with trio.fail_after(60):
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
+        if fault == "stop_pings":
+            assert stats.frames - frames_before >= 500  # ~10 pushes/s kept coming the whole minute
+        await recover(books, fake, VENUE, SYMBOLS)

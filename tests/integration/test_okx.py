@@ -7,7 +7,7 @@ import trio
 
 from trio_books import BookState, load_config_text, open_books
 from trio_books.testing import FakeOkxSpot
-from trio_books.testing.harness import converge, view_top
+from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
 
 VENUE = "okx_spot"
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
@@ -35,10 +35,7 @@ async def wait_failure(books, reason: str, at_least: int = 1) -> None:
 async def test_live_equals_truth_through_keepalive_and_maintenance_reset(nursery):
     fake = await start(nursery)
     async with open_books(config(fake)) as books:
-        with trio.fail_after(10):
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s)
+        await recover(books, fake, VENUE, SYMBOLS, live_timeout=10, timeout=10)
         # the unchanged-book update (seqId == prevSeqId) and a maintenance reset
         # (seqId < prevSeqId) both continue the chain: no resync
         await fake.keepalive()
@@ -126,16 +123,10 @@ async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pac
         assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 5
         assert "60018" in stats.last_error
         assert all(books.state(VENUE, s) is not BookState.LIVE for s in SYMBOLS)
-        gaps = [b - a for a, b in zip(fake.accepted_at, fake.accepted_at[1:])]
-        # full jitter under a doubling ceiling: at most 1 s after the first failure, then 2, 4, ... 30
-        assert all(g <= min(30.0, 2.0**i) + 0.5 for i, g in enumerate(gaps))
-        assert max(gaps[3:]) > 1.0  # grown past the first ceiling
-        assert len(fake.accepted_at) < 20  # vs ~1000 attempts in 100 s at the 0.1 s floor
+        # vs ~1000 attempts in 100 s at the 0.1 s floor; grown past the first ceiling
+        assert_full_jitter(fake.accepted_at, fewer_than=20, grown=(3, 1.0))
         fake.reject_subscribe = False
-        with trio.fail_after(60):
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s, timeout=30)
+        await recover(books, fake, VENUE, SYMBOLS)
 
 
 async def test_silence_pings_at_25s_then_ends_the_attempt(nursery, pacer, autojump_clock):
@@ -153,10 +144,7 @@ async def test_silence_pings_at_25s_then_ends_the_attempt(nursery, pacer, autoju
         (ping_at,) = fake.pings
         assert 24.5 <= ping_at - silenced <= 25.5
         assert books.statistics()[VENUE].failures["heartbeat"] == 1
-        with trio.fail_after(60):
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s)
+        await recover(books, fake, VENUE, SYMBOLS, timeout=10)
 
 
 async def test_quiet_feed_is_kept_alive_by_pong(nursery, pacer, autojump_clock):

@@ -77,6 +77,46 @@ def view_top(books, venue: str, symbol: str, n: int = 20) -> Callable[[], tuple[
     return get
 
 
+async def recover(books, fake: FakeVenue, venue: str, symbols=None, *, live_timeout: float = 60.0,
+                  timeout: float = 30.0, n: int = 20) -> None:
+    """Wait until ``venue`` is live again in a library ``Books`` handle, then until every
+    symbol (default: all the fake serves) equals the fake's true top ``n`` levels."""
+    with trio.fail_after(live_timeout):
+        await books.wait_live(venue)
+    for symbol in fake.symbols if symbols is None else symbols:
+        await converge(view_top(books, venue, symbol, n), fake, symbol, n=n, timeout=timeout)
+
+
+def pauses(times: list[float]) -> list[float]:
+    """The pauses between consecutive attempt times (a fake's ``accepted_at``/``connected_at``)."""
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def assert_full_jitter(times: list[float], *, cap: float = 30.0, slack: float = 0.5,
+                       fewer_than: int | None = None, grown: tuple[int, float] | None = None) -> None:
+    """Attempt times under full-jitter backoff (base 1 s): the i-th pause is at most
+    ``min(cap, 2**i)`` s (+ ``slack`` for connecting and being refused); ``fewer_than``
+    bounds the number of attempts (no reconnect storm); ``grown=(k, s)`` asks that some
+    pause from the k-th on is longer than ``s`` (the ceiling really grew)."""
+    gaps = pauses(times)
+    assert all(g <= min(cap, 2.0**i) + slack for i, g in enumerate(gaps)), gaps
+    if fewer_than is not None:
+        assert len(times) < fewer_than, f"{len(times)} attempts: a reconnect storm"
+    if grown is not None:
+        k, past = grown
+        assert max(gaps[k:]) > past, gaps
+
+
+def assert_exact_backoff(times: list[float], want: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0), *,
+                         slack: float = 0.5) -> None:
+    """Attempt times when the jitter is pinned to the top of its range: each pause is the
+    expected delay plus at most ``slack`` s to connect and be refused."""
+    gaps = pauses(times)
+    assert len(gaps) >= len(want), gaps
+    for gap, expected in zip(gaps, want):
+        assert expected <= gap <= expected + slack, gaps
+
+
 class ServiceProcess:
     """``trio-books run`` on a config, as a subprocess, with its HTTP API on a free port."""
 
