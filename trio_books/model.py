@@ -86,5 +86,14 @@ class Beat:
 
 BEAT: Final = Beat()
 
+
+@attrs.frozen(slots=True)
+class Unrequested:
+    """A book event for a symbol this connection did not subscribe to: dropped, and
+    counted (``ignored["unrequested"]``) so a mis-routed feed is visible."""
+
+
+UNREQUESTED: Final = Unrequested()
+
 Event = Snapshot | Delta
-Control = Reply | Beat
+Control = Reply | Beat | Unrequested

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import attrs
 import trio
@@ -31,6 +30,7 @@ class VenueStatistics:
     bytes: int
     snapshots_fetched: int
     rest_errors: int
+    ignored: dict[str, int]
     last_message_age_s: float | None
     last_error: str | None
     books: dict[str, str]
@@ -66,6 +66,7 @@ def venue_statistics(store: BookStore, venue: str) -> VenueStatistics:
         bytes=st.bytes,
         snapshots_fetched=st.snapshots_fetched,
         rest_errors=st.rest_errors,
+        ignored=dict(st.ignored),
         last_message_age_s=age,
         last_error=st.last_error,
         books={s: store.state(venue, s).value for s in store.symbols(venue)},

@@ -17,13 +17,12 @@ from typing import Any
 import attrs
 import httpx
 import trio
-from loguru import logger
 
 from .backoff import AttemptBudget
 from .config import ServiceConfig, VenueConfig
 from .errors import AttemptFailure, BadFrame, ChannelOverflow, SequenceGap, SnapshotFailed, StaleFeed
 from .heartbeat import Liveness, enforce_heartbeat
-from .model import Beat, BookState, Delta, Reply, Snapshot
+from .model import Beat, BookState, Delta, Reply, Snapshot, Unrequested
 from .store import BookStore, VenueStats
 from .sync import SnapshotTooOld, SymbolSync
 from .transport import Connection, fetch, open_connection
@@ -185,6 +184,8 @@ async def _read_loop(
                         recorder.frame(rt.venue.id, rec_id, "tx", item.text)
                 elif kind is Beat:
                     live.last_beat = now
+                elif kind is Unrequested:
+                    stats.ignored["unrequested"] += 1
         if batch:
             got_event = True
             try:
@@ -229,7 +230,8 @@ async def _maintain_books(
     venue_id = rt.venue.id
     store = rt.store
     depth = rt.depth
-    syncs = {s: SymbolSync(s, depth, proto.new_sequencer(s), proto.verify, proto.rest_snapshots) for s in proto.symbols}
+    ignored = rt.stats.ignored
+    syncs = {s: SymbolSync(s, depth, proto.new_sequencer(s), proto.verify, proto.rest_snapshots, ignored) for s in proto.symbols}
     entries = {s: store.entry(venue_id, s) for s in proto.symbols}
     fetching: set[str] = set()
     refetches: dict[str, int] = {}
@@ -254,8 +256,9 @@ async def _maintain_books(
         touched: set[str] = set()
         for event in batch:
             sync = syncs.get(event.symbol)
-            if sync is None:
-                continue  # a symbol this connection did not ask for
+            if sync is None:  # a symbol this connection did not ask for
+                ignored["unrequested"] += 1
+                continue
             if type(event) is Delta:
                 if sync.on_delta(event):
                     touched.add(event.symbol)

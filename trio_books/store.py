@@ -19,6 +19,8 @@ from .errors import NotLive, UnknownBook
 from .model import BookState, Level
 
 INTEGRITY_REASONS = frozenset({"gap", "checksum", "crossed", "overflow", "bad_frame"})
+# Why an event can be dropped without failing the attempt (VenueStats.ignored).
+IGNORE_REASONS = ("unrequested", "before_snapshot", "already_applied")
 
 
 @attrs.frozen
@@ -115,6 +117,8 @@ class VenueStats:
     bytes: int = 0
     snapshots_fetched: int = 0
     rest_errors: int = 0
+    # events dropped on purpose, by reason (IGNORE_REASONS): counted, never silent
+    ignored: Counter = attrs.field(factory=Counter)
     channel_high_water: int = 0
     channel_used: int = 0
     channel_capacity: int = 0

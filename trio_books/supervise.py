@@ -64,7 +64,6 @@ async def supervise_venue(venue: Venue, cfg: VenueConfig, service: ServiceConfig
         rt.rest_limiter = RestLimiter(venue.rest_budget.weight_per_minute)
     if venue.connect_budget is not None:
         rt.connect_budget = AttemptBudget(*venue.connect_budget)
-    log = logger.bind(venue=venue.id)
     async with http_client() as http:
         rt.http = http
         async with trio.open_nursery() as nursery:

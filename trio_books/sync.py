@@ -7,6 +7,7 @@ ends the attempt.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from .book import OrderBook
@@ -31,7 +32,7 @@ class SymbolSync:
     snapshot are ignored (the book is not live and the snapshot replaces it).
     """
 
-    __slots__ = ("symbol", "book", "sequencer", "verify", "rest", "live", "buffer", "update_id", "exchange_ts")
+    __slots__ = ("symbol", "book", "sequencer", "verify", "rest", "live", "buffer", "update_id", "exchange_ts", "ignored")
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class SymbolSync:
         sequencer: Sequencer,
         verify: Callable[[OrderBook, Snapshot | Delta], bool],
         rest: bool,
+        ignored: Counter | None = None,
     ) -> None:
         self.symbol = symbol
         self.book = OrderBook(depth)
@@ -50,6 +52,8 @@ class SymbolSync:
         self.buffer: list[Delta] = []
         self.update_id: int | None = None
         self.exchange_ts: float | None = None
+        # deltas dropped without failing, by reason (shared with the venue's statistics)
+        self.ignored: Counter = Counter() if ignored is None else ignored
 
     def on_delta(self, delta: Delta) -> bool:
         """Apply ``delta`` if the chain allows; True when the book changed."""
@@ -58,12 +62,15 @@ class SymbolSync:
                 if len(self.buffer) >= MAX_BUFFERED:
                     raise SequenceGap(f"{self.symbol}: {MAX_BUFFERED} deltas buffered and no snapshot yet")
                 self.buffer.append(delta)
+            else:  # the socket snapshot that comes will replace the book
+                self.ignored["before_snapshot"] += 1
             return False
         verdict = self.sequencer.check(delta)
         if verdict is Verdict.APPLY:
             self._apply(delta)
             return True
         if verdict is Verdict.SKIP:
+            self.ignored["already_applied"] += 1
             return False
         raise SequenceGap(f"{self.symbol}: gap at {_ids(delta)}")
 
@@ -87,6 +94,8 @@ class SymbolSync:
                 self._apply(delta)
             elif verdict is Verdict.GAP:
                 raise SequenceGap(f"{self.symbol}: buffered stream does not continue the snapshot at {_ids(delta)}")
+            else:  # buffered events the snapshot already contains: the documented drop
+                self.ignored["already_applied"] += 1
         return True
 
     def _apply(self, delta: Delta) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import trio
 
 from trio_books.testing import FakeBinanceSpot
 from trio_books.testing.harness import ServiceProcess, converge

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import trio
 
 from trio_books.testing import FakeOkxSpot
 from trio_books.testing.harness import ServiceProcess, converge

@@ -61,7 +61,6 @@ def feed(proto, raw, syncs) -> None:
 
 
 def syncs_for(proto):
-    venue_depth = getattr(proto, "spec", None)
     return {s: SymbolSync(s, 1000, proto.new_sequencer(s), proto.verify, proto.rest_snapshots) for s in proto.symbols}
 
 

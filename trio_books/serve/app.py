@@ -59,6 +59,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
                 "resyncs": st.resyncs,
                 "failures": st.failures,
                 "rest_errors": st.rest_errors,
+                "ignored": st.ignored,
                 "last_error": st.last_error,
                 "books": st.books,
             }

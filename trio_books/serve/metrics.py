@@ -41,6 +41,12 @@ class StoreCollector:
         parse_errors = CounterMetricFamily("trio_books_parse_errors", "Frames that could not be parsed", labels=["venue"])
         snapshots = CounterMetricFamily("trio_books_rest_snapshots", "REST snapshots fetched", labels=["venue"])
         rest_errors = CounterMetricFamily("trio_books_rest_errors", "REST snapshot requests that failed (HTTP errors, timeouts)", labels=["venue"])
+        ignored = CounterMetricFamily(
+            "trio_books_events_ignored",
+            "Events dropped on purpose, by reason: unrequested (a symbol the connection did not ask for), "
+            "before_snapshot (a delta before the first socket snapshot), already_applied (a replay the chain has passed)",
+            labels=["venue", "reason"],
+        )
         connected = GaugeMetricFamily("trio_books_connected", "Open venue connections", labels=["venue"])
         occupancy = GaugeMetricFamily("trio_books_channel_occupancy", "Update channel batches waiting", labels=["venue"])
         high = GaugeMetricFamily("trio_books_channel_high_water", "Highest update channel occupancy seen", labels=["venue"])
@@ -48,7 +54,7 @@ class StoreCollector:
         state = GaugeMetricFamily("trio_books_book_state", "1 for the book's current state", labels=["venue", "symbol", "state"])
         age = GaugeMetricFamily("trio_books_book_age_seconds", "Seconds since the book last applied an update", labels=["venue", "symbol"])
         latency = HistogramMetricFamily("trio_books_apply_latency_seconds", "Exchange timestamp to book applied", labels=["venue"])
-        from ..store import INTEGRITY_REASONS
+        from ..store import IGNORE_REASONS, INTEGRITY_REASONS
 
         now = trio.current_time() if _in_trio() else None
         for venue, st in store.venues.items():
@@ -62,6 +68,8 @@ class StoreCollector:
             parse_errors.add_metric([venue], st.failures.get("bad_frame", 0))
             snapshots.add_metric([venue], st.snapshots_fetched)
             rest_errors.add_metric([venue], st.rest_errors)
+            for reason in IGNORE_REASONS:
+                ignored.add_metric([venue, reason], st.ignored.get(reason, 0))
             connected.add_metric([venue], st.connected)
             occupancy.add_metric([venue], st.channel_used)
             high.add_metric([venue], st.channel_high_water)
@@ -77,7 +85,7 @@ class StoreCollector:
                 state.add_metric([e.venue, e.symbol, s.value], 1.0 if e.state is s else 0.0)
             if e.applied_at is not None and now is not None:
                 age.add_metric([e.venue, e.symbol], max(0.0, now - e.applied_at))
-        yield from (frames, nbytes, reconnects, ended, resyncs, parse_errors, snapshots, rest_errors, connected,
+        yield from (frames, nbytes, reconnects, ended, resyncs, parse_errors, snapshots, rest_errors, ignored, connected,
                     occupancy, high, capacity, state, age, latency)
         requests = CounterMetricFamily("trio_books_http_requests", "HTTP API requests served")
         requests.add_metric([], self.clients.http_requests)

@@ -45,7 +45,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, VenueRejected
-from ..model import BEAT, Delta, Level, Snapshot, Verdict
+from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
 
 WS_URL: Final = "wss://advanced-trade-ws.coinbase.com"
@@ -189,8 +189,9 @@ class CoinbaseFeed:
             if type(event) is not dict:
                 raise BadFrame("l2_data event is not an object")
             symbol = self._by_wire.get(event.get("product_id"))  # type: ignore[arg-type]
-            if symbol is None:
-                continue  # a product this connection did not ask for
+            if symbol is None:  # a product this connection did not ask for
+                out.append(UNREQUESTED)
+                continue
             kind = event.get("type")
             rows = event.get("updates")
             if type(rows) is not list:

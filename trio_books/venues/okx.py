@@ -40,7 +40,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, SnapshotFailed, VenueClosed, VenueRejected
-from ..model import BEAT, Delta, Level, Snapshot, Verdict
+from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Venue
 
 CHANNEL: Final = "books"
@@ -219,7 +219,7 @@ class OkxFeed:
     def _book(self, arg: dict, action: object, data: object) -> list:
         symbol = self._by_wire.get(arg.get("instId"))  # type: ignore[arg-type]
         if symbol is None:
-            return []
+            return [UNREQUESTED]
         if type(data) is not list or len(data) != 1 or type(data[0]) is not dict:
             raise BadFrame("data is not a one-element array of objects")
         d = data[0]
