@@ -29,7 +29,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, VenueClosed, VenueRejected
-from ..model import Delta, Snapshot, Verdict
+from ..model import UNREQUESTED, Delta, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Venue
 
 STREAMS_IN_URL: Final = 100
@@ -209,7 +209,7 @@ class BinanceFeed:
         if kind == "depthUpdate":
             symbol = self._by_wire.get(data["s"])
             if symbol is None:
-                return []
+                return [UNREQUESTED]
             first, final, prev = data["U"], data["u"], data.get("pu")
             if type(first) is not int or type(final) is not int or (prev is not None and type(prev) is not int):
                 raise BadFrame("update ids are not integers")
