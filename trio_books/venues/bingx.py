@@ -44,7 +44,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, SnapshotFailed, VenueRejected
-from ..model import BEAT, Delta, Reply, Snapshot, Verdict
+from ..model import BEAT, UNREQUESTED, Delta, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
 
 DEPTHS: Final = (5, 10, 20, 50, 100)
@@ -166,8 +166,10 @@ class BingxFeed:
 
     def _data(self, topic: str, msg: dict) -> list[Parsed]:
         symbol = self._by_topic.get(topic)
-        if symbol is None or topic not in self._acked:
-            return []  # another topic, or one not (yet) acked with code 0
+        if symbol is None:
+            return [UNREQUESTED]  # a topic this connection did not subscribe to
+        if topic not in self._acked:
+            return []  # ours, but not (yet) acked with code 0: not a live subscription
         data = msg["data"]
         if type(data) is not dict:
             raise BadFrame(f"{topic}: data is not a JSON object")

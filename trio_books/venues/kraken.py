@@ -48,7 +48,7 @@ import attrs
 
 from ..book import OrderBook
 from ..errors import BadFrame, VenueRejected
-from ..model import BEAT, Delta, Level, Reply, Snapshot, Verdict
+from ..model import BEAT, UNREQUESTED, Delta, Level, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Venue
 
 WS_URL: Final = "wss://ws.kraken.com/v2"
@@ -233,7 +233,8 @@ class KrakenFeed:
             symbol = item.get("symbol")
             if type(symbol) is not str:
                 raise BadFrame("book data item without a symbol")
-            if symbol not in self._wanted:
+            if symbol not in self._wanted:  # a symbol this connection did not ask for
+                out.append(UNREQUESTED)
                 continue
             precision = self.precision.get(symbol)
             if precision is None:
