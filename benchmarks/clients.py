@@ -13,6 +13,8 @@ and writes a JSON result to ``spec["out"]``:
 ``raw``
     The transport alone: ``trio_books.transport.open_connection`` +
     ``receive_batch`` + ``orjson.loads`` of every frame; no parser, no book.
+    Transport ``wsproto-lib`` is our wsproto client with its plain-frame fast
+    path switched off (every byte through wsproto, as before the fast path).
 ``fleet``
     Nine Binance-protocol venues (clones of ``binance_spot`` under other ids,
     each on its own fake and connection) × 10 symbols × 1000 levels, in real
@@ -180,6 +182,7 @@ async def run_raw(spec: dict) -> None:
     from trio_books.transport import open_connection
 
     opener = open_minimal if spec["transport"] == "minimal" else open_connection  # minimal: the reference floor
+    transport = "wsproto" if spec["transport"] == "wsproto-lib" else spec["transport"]
     total = spec["total_frames"]
     start_at = spec["start_count"]
     loads = orjson.loads
@@ -188,7 +191,9 @@ async def run_raw(spec: dict) -> None:
     error = None
     with trio.move_on_after(spec["timeout"]):
         try:
-            async with opener(spec["url"], max_message_size=2**20, connect_timeout=10, transport=spec["transport"]) as conn:
+            async with opener(spec["url"], max_message_size=2**20, connect_timeout=10, transport=transport) as conn:
+                if spec["transport"] == "wsproto-lib":
+                    _wsproto_only(conn)
                 while count < total:
                     frames = await conn.receive_batch()
                     for raw in frames:
@@ -202,6 +207,20 @@ async def run_raw(spec: dict) -> None:
     ok = t1 is not None
     _write(spec, {"ok": ok, "t0": t0, "t1": t1, "cpu0": c0, "cpu1": c1, "frames": count,
                   "last_error": error or (None if ok else "timed out"), "rss": rss_kb()})
+
+
+def _wsproto_only(conn) -> None:
+    """Benchmark-only: turn off the plain-frame fast path of our wsproto client,
+    so every received byte goes through wsproto's decoder as it did before."""
+
+    async def split(out: list) -> None:
+        buf = conn._buf
+        if buf:
+            conn._ws.receive_data(bytes(buf))
+            del buf[:]
+            await conn._drain(out)
+
+    conn._split = split
 
 
 class _Minimal:

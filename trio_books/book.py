@@ -1,23 +1,36 @@
 """The pure order book: exact levels, no I/O, no Trio.
 
-Each side is a ``SortedDict`` keyed by the price as a ``Decimal`` (bids by the
-negated price, so both sides iterate best-first). The value is the venue's own
-``(price, qty)`` text, which is what gets served: a value never passes through
-float, and two spellings of one price (``"0.10"``/``"0.1"``) are one level.
+Each side is a :class:`BookSide`: a dict from an exact sort key of the price to
+the venue's own ``(price, qty)`` text, plus a plain list of those keys kept in
+order with :mod:`bisect` (bids by the negated price, so both sides iterate
+best-first). The text is what gets served: a value never passes through float,
+and two spellings of one price (``"0.10"``/``"0.1"``) are one level.
+
+The sort key stands for the price's exact value. While every price the book
+has seen has at most 15 significant digits, keys are ``float``: in that range
+distinct decimals convert to distinct doubles, in the same order, so the floats
+order and identify the prices exactly (and compare fast). The first price with
+more digits (or far out of a double's range) switches the whole book — both
+sides, for good until it is cleared — to ``Decimal`` keys. The two kinds never
+meet in one book: a float's exact value is not the decimal it came from, so a
+float key and a Decimal key would not compare as the prices do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
-from itertools import islice
-
-from sortedcontainers import SortedDict
 
 from .errors import BadFrame
 from .model import Level
 
-def _key(price: str) -> Decimal:
+_Key = float | Decimal
+_FLOAT_DIGITS = 15  # DBL_DIG: decimals of up to 15 significant digits survive a round trip through a double
+
+
+def _decimal(price: str) -> Decimal:
+    """The price's value; raises BadFrame unless it is a finite positive number."""
     try:
         k = Decimal(price)
     except (InvalidOperation, TypeError, ValueError):
@@ -25,6 +38,25 @@ def _key(price: str) -> Decimal:
     if not k.is_finite() or k <= 0:
         raise BadFrame(f"bad price {price!r}")
     return k
+
+
+def _float_key(k: Decimal) -> float | None:
+    """``float(k)`` when that identifies and orders ``k`` exactly among such keys, else None."""
+    _, digits, exponent = k.as_tuple()
+    n = len(digits)
+    while n > 1 and digits[n - 1] == 0:  # trailing zeros are not significant
+        n -= 1
+        exponent += 1  # type: ignore[operator]
+    if n <= _FLOAT_DIGITS and -290 <= exponent + n <= 290:  # type: ignore[operator]  # far from subnormals and overflow
+        return float(k)
+    return None
+
+
+def _key(price: str) -> _Key:
+    """The key of ``price`` in a book still on float keys (Decimal if it cannot be a float)."""
+    k = _decimal(price)
+    f = _float_key(k)
+    return k if f is None else f
 
 
 def _is_zero(qty: str) -> bool:
@@ -40,6 +72,45 @@ def _is_zero(qty: str) -> bool:
     return not q
 
 
+class BookSide(dict):
+    """One side of a book: ``{sort key: (price, qty)}`` plus ``_keys``, the
+    keys in ascending order. Reads go best-first: iteration, :meth:`keys`,
+    :meth:`values`, :meth:`items` and :meth:`peekitem` follow ``_keys``
+    (the interface of the ``SortedDict`` this replaced)."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: list[_Key] = []
+
+    def clear(self) -> None:
+        dict.clear(self)
+        del self._keys[:]
+
+    def peekitem(self, index: int = -1) -> tuple[_Key, Level]:
+        key = self._keys[index]
+        return key, dict.__getitem__(self, key)
+
+    def __iter__(self) -> Iterator[_Key]:
+        return iter(self._keys)
+
+    def __reversed__(self) -> Iterator[_Key]:
+        return reversed(self._keys)
+
+    def keys(self) -> list[_Key]:  # type: ignore[override]
+        return list(self._keys)
+
+    def values(self) -> list[Level]:  # type: ignore[override]
+        return list(map(self.__getitem__, self._keys))
+
+    def items(self) -> list[tuple[_Key, Level]]:  # type: ignore[override]
+        return [(k, dict.__getitem__(self, k)) for k in self._keys]
+
+    def __repr__(self) -> str:
+        return f"BookSide({self.items()!r})"
+
+
 class OrderBook:
     """One symbol's L2 book. Bids descending, asks ascending.
 
@@ -48,21 +119,26 @@ class OrderBook:
     exactly this; for the others it keeps memory bounded).
     """
 
-    __slots__ = ("bids", "asks", "depth", "_bid_keys", "_ask_keys", "_cache_max")
+    __slots__ = ("bids", "asks", "depth", "_bid_keys", "_ask_keys", "_cache_max", "_floats")
 
     def __init__(self, depth: int | None = None) -> None:
-        self.bids: SortedDict = SortedDict()
-        self.asks: SortedDict = SortedDict()
+        self.bids = BookSide()
+        self.asks = BookSide()
         self.depth = depth
-        self._bid_keys: dict[str, Decimal] = {}
-        self._ask_keys: dict[str, Decimal] = {}
+        self._bid_keys: dict[str, _Key] = {}
+        self._ask_keys: dict[str, _Key] = {}
         # price-key cache per side, bounded relative to the book (prices drift over a day)
         self._cache_max = min(max(4 * depth, 4096), _KEY_CACHE_MAX) if depth is not None else _KEY_CACHE_MAX
+        self._floats = True  # keys are floats (else Decimals); see the module doc
 
     # --- writing -------------------------------------------------------------------
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
+        if not self._floats:  # empty again: back to float keys
+            self._floats = True
+            self._bid_keys.clear()
+            self._ask_keys.clear()
 
     def apply_snapshot(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Replace the whole book."""
@@ -71,8 +147,10 @@ class OrderBook:
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set levels; a zero quantity removes its level (absent levels are fine)."""
-        _set(self.bids, bids, True, self._bid_keys, self._cache_max)
-        _set(self.asks, asks, False, self._ask_keys, self._cache_max)
+        if bids:
+            _set(self, self.bids, bids, True, self._bid_keys)
+        if asks:
+            _set(self, self.asks, asks, False, self._ask_keys)
         depth = self.depth
         if depth is not None:
             if len(self.bids) > depth:
@@ -86,21 +164,23 @@ class OrderBook:
 
     # --- reading -------------------------------------------------------------------
     def top_bids(self, n: int | None = None) -> list[Level]:
-        return list(self.bids.values() if n is None else islice(self.bids.values(), n))
+        return _top(self.bids, n)
 
     def top_asks(self, n: int | None = None) -> list[Level]:
-        return list(self.asks.values() if n is None else islice(self.asks.values(), n))
+        return _top(self.asks, n)
 
     def best_bid(self) -> Level | None:
-        return self.bids.peekitem(0)[1] if self.bids else None
+        keys = self.bids._keys
+        return dict.__getitem__(self.bids, keys[0]) if keys else None
 
     def best_ask(self) -> Level | None:
-        return self.asks.peekitem(0)[1] if self.asks else None
+        keys = self.asks._keys
+        return dict.__getitem__(self.asks, keys[0]) if keys else None
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask."""
-        bids = self.bids._list
-        asks = self.asks._list
+        bids = self.bids._keys
+        asks = self.asks._keys
         return bool(bids) and bool(asks) and -bids[0] >= asks[0]
 
     def __len__(self) -> int:
@@ -110,16 +190,17 @@ class OrderBook:
 _KEY_CACHE_MAX = 200_000
 
 
-def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[str, Decimal], cache_max: int = 200_000) -> None:
+def _top(side: BookSide, n: int | None) -> list[Level]:
+    keys = side._keys if n is None else side._keys[:n]
+    return list(map(side.__getitem__, keys))
+
+
+def _set(book: OrderBook, side: BookSide, levels: Iterable[Level], negate: bool, cache: dict[str, _Key]) -> None:
     """Set levels on one side. The hot path: price keys are cached per side
     (price strings repeat), plain decimal quantities are checked without
-    building a Decimal, and the SortedDict's dict and key list are updated
-    directly (no per-call method dispatch)."""
-    contains = dict.__contains__
-    setitem = dict.__setitem__
-    delitem = dict.__delitem__
-    keys_add = side._list_add
-    keys_remove = side._list_remove
+    building a Decimal, and only a new or removed level touches the key list
+    (one bisect)."""
+    keys = side._keys
     for level in levels:
         if type(level) is not list and type(level) is not tuple:
             raise BadFrame(f"bad level {level!r}")
@@ -127,14 +208,23 @@ def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[st
             price, qty = level
         except ValueError:
             raise BadFrame(f"bad level {level!r}") from None
-        key = cache.get(price)  # type: ignore[arg-type]
+        try:
+            key = cache.get(price)
+        except TypeError:  # unhashable
+            raise BadFrame(f"bad price {price!r}") from None
         if key is None:
             if type(price) is not str:
                 raise BadFrame(f"bad price {price!r}")
-            key = _key(price)
+            key = _decimal(price)
+            if book._floats:
+                f = _float_key(key)
+                if f is None:
+                    _to_decimal_keys(book)  # rebuilds both sides; `keys` stays the same list
+                else:
+                    key = f
             if negate:
                 key = -key
-            if len(cache) >= cache_max:
+            if len(cache) >= book._cache_max:
                 cache.clear()
             cache[price] = key
         if type(qty) is str and qty.isascii() and qty.replace(".", "", 1).isdigit():
@@ -142,21 +232,33 @@ def _set(side: SortedDict, levels: Iterable[Level], negate: bool, cache: dict[st
         else:
             zero = _is_zero(qty)
         if zero:
-            if contains(side, key):
-                delitem(side, key)
-                keys_remove(key)
+            if key in side:
+                del side[key]
+                del keys[bisect_left(keys, key)]
         else:
-            if not contains(side, key):
-                keys_add(key)
-            setitem(side, key, (price, qty))
+            if key not in side:
+                insort(keys, key)
+            side[key] = (price, qty)
 
 
-def _truncate(side: SortedDict, depth: int) -> None:
-    if len(side) > depth:
-        keys = side._list
-        delitem = dict.__delitem__
+def _to_decimal_keys(book: OrderBook) -> None:
+    """Switch a book from float keys to Decimal keys (both sides, their caches)."""
+    book._floats = False
+    for side, negate, cache in ((book.bids, True, book._bid_keys), (book.asks, False, book._ask_keys)):
+        levels = list(dict.values(side))
+        dict.clear(side)
+        for level in levels:
+            key = Decimal(level[0])
+            dict.__setitem__(side, -key if negate else key, level)
+        side._keys[:] = sorted(dict.keys(side))
+        cache.clear()
+
+
+def _truncate(side: BookSide, depth: int) -> None:
+    keys = side._keys
+    if len(keys) > depth:
         for key in keys[depth:]:
-            delitem(side, key)
+            dict.__delitem__(side, key)
         del keys[depth:]
 
 
