@@ -333,3 +333,26 @@ def test_venue_limits_and_heartbeat_follow_the_doc():
     assert cfg.venues["okx_spot"].options == {"rest_snapshot": True}
     with pytest.raises(ConfigError, match="rest_snapshot: expected bool"):
         load_config_text('[venues.okx_spot]\nsymbols = ["BTC-USDT"]\n[venues.okx_spot.options]\nrest_snapshot = "yes"\n')
+
+
+def test_checksum_of_sides_of_any_length_matches_the_documented_interleaving():
+    import random
+    import zlib
+
+    from trio_books.venues.okx import checksum
+
+    def by_the_doc(bids, asks):  # bid:ask pairs while both sides last, then the rest of the longer
+        parts = []
+        for i in range(25):
+            if i < len(bids):
+                parts.append(f"{bids[i][0]}:{bids[i][1]}")
+            if i < len(asks):
+                parts.append(f"{asks[i][0]}:{asks[i][1]}")
+        crc = zlib.crc32(":".join(parts).encode())
+        return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+    rng = random.Random(7)
+    for nb, na in [(0, 0), (0, 3), (3, 0), (2, 30), (30, 2), (25, 25), (40, 40)] + [(rng.randint(0, 40), rng.randint(0, 40)) for _ in range(50)]:
+        bids = [(f"{100 - i * 0.1:.1f}", f"{rng.random():.4f}") for i in range(nb)]
+        asks = [(f"{101 + i * 0.1:.1f}", f"{rng.random():.4f}") for i in range(na)]
+        assert checksum(bids, asks) == by_the_doc(bids, asks), (nb, na)

@@ -32,6 +32,7 @@ Pure: no Trio, no I/O.
 from __future__ import annotations
 
 import zlib
+from itertools import chain
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -60,13 +61,13 @@ def checksum(bids: Sequence[Level], asks: Sequence[Level]) -> int:
     """OKX's book checksum: signed CRC32 over the best 25 bids and asks (best
     first), interleaved as ``bid:ask:bid:ask...`` with each level written as
     ``price:size`` in the venue's exact text; a shorter side is just skipped."""
-    parts: list[str] = []
-    for i in range(CHECKSUM_LEVELS):
-        if i < len(bids):
-            parts.append(f"{bids[i][0]}:{bids[i][1]}")
-        if i < len(asks):
-            parts.append(f"{asks[i][0]}:{asks[i][1]}")
-    crc = zlib.crc32(":".join(parts).encode("ascii"))
+    bids, asks = bids[:CHECKSUM_LEVELS], asks[:CHECKSUM_LEVELS]
+    m = min(len(bids), len(asks))
+    # "price:size" pairs joined by ":" are just every field joined by ":"; past the
+    # shorter side only the longer one has levels left, in order
+    levels = [level for pair in zip(bids, asks) for level in pair]
+    levels += bids[m:] or asks[m:]
+    crc = zlib.crc32(":".join(chain.from_iterable(levels)).encode("ascii"))
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
