@@ -86,6 +86,29 @@ async def test_gap_resyncs_to_truth(nursery, fake_cls):
         assert "BTCUSDT: gap at" in stats.last_error
 
 
+@pytest.mark.parametrize("fake_cls", PRODUCTS)
+async def test_gap_in_the_last_update_before_a_pause_still_shows(nursery, pacer, autojump_clock, fake_cls):
+    # The soak's divergence (bybit_futures ETHUSDT live without a level of the
+    # truth): its last fault was a gap, and the stream paused for the comparison
+    # right after the skipped update. Nothing came after it to show the gap, so
+    # the client stayed live one update behind a truth it was never sent.
+    fake = await start(nursery, fake_cls, rate=20)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(venue)
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s, 200), fake, s, n=200, timeout=30)
+        fake.paused = True
+        fake.skip_next_update("ETHUSDT")
+        await fake.burst(1, ["ETHUSDT"])  # the truth moves, ETHUSDT's u moves, nothing is sent
+        for s in SYMBOLS:
+            await converge(view_top(books, venue, s, 200), fake, s, n=200, timeout=30)
+        stats = books.statistics()[venue]
+        assert dict(stats.failures) == {"gap": 1} and "ETHUSDT: gap at" in stats.last_error
+        assert books.view(venue, "ETHUSDT").update_id == fake._u[("ETHUSDT", 200)]
+
+
 async def test_drop_and_malformed_frame_recover(nursery):
     fake = await start(nursery, FakeBybitSpot)
     venue = fake.venue_id

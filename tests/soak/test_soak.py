@@ -19,18 +19,23 @@ from trio_books.venues import available
 
 pytestmark = pytest.mark.soak
 SECONDS = float(os.environ.get("SOAK_SECONDS", "100"))
+# Knobs to narrow a reproduction down: comma-separated venue ids / fault names, and the seed.
+VENUES = [v for v in os.environ.get("SOAK_VENUES", "").split(",") if v]
+FAULTS = [f for f in os.environ.get("SOAK_FAULTS", "").split(",") if f]
+SEED = int(os.environ.get("SOAK_SEED", "2026"))
 
 
 async def test_soak_all_venues_with_random_faults(nursery):
-    rng = random.Random(2026)
+    rng = random.Random(SEED)
     fakes = {}
     tables = ['[service]\nchannel_capacity = 5000\n']
-    for vid in available():
+    for vid in VENUES or available():
         fake = await nursery.start(fake_for(vid)(DEMO_SYMBOLS.get(vid, ["BTCUSDT"]), rate=100, seed=rng.randrange(1000)).serve)
         fakes[vid] = fake
         tables.append(fast_config(fake, vid))
     tracemalloc.start()
     faults = 0
+    injected: list[tuple[float, str, str, str]] = []  # (trio time, venue, fault, symbol) for the failure message
     async with open_books(load_config_text("\n".join(tables))) as books:
         with trio.fail_after(30):
             for vid in fakes:
@@ -42,23 +47,29 @@ async def test_soak_all_venues_with_random_faults(nursery):
             await trio.sleep(rng.uniform(0.5, 2.0))
             vid = rng.choice(list(fakes))
             fake = fakes[vid]
-            fault = rng.choice(["drop", "gap", "malformed", "duplicate"] + (["checksum"] if vid in CHECKSUM_VENUES else []))
+            fault = rng.choice(FAULTS or ["drop", "gap", "malformed", "duplicate"] + (["checksum"] if vid in CHECKSUM_VENUES else []))
             faults += 1
+            symbol = rng.choice(fake.symbols) if fault in ("gap", "checksum") else ""
+            injected.append((trio.current_time(), vid, fault, symbol))
             if fault == "drop":
                 await fake.drop()
             elif fault == "gap":
-                fake.skip_next_update(rng.choice(fake.symbols))
+                fake.skip_next_update(symbol)
             elif fault == "malformed":
                 fake.send_malformed()
             elif fault == "duplicate":
                 fake.duplicate_next()
             else:
-                fake.corrupt_checksum_next(rng.choice(fake.symbols))
+                fake.corrupt_checksum_next(symbol)
         with trio.fail_after(60):
             for vid in fakes:
                 await books.wait_live(vid)
         for vid, fake in fakes.items():
-            await all_converge(books, fake, vid, timeout=30)
+            try:
+                await all_converge(books, fake, vid, timeout=30)
+            except AssertionError as exc:
+                last = "\n".join(f"  t={t:.3f} {v} {f} {s}" for t, v, f, s in injected[-5:])
+                raise AssertionError(f"{exc}\nlast faults injected (loop ended at t={trio.current_time():.3f}):\n{last}") from None
         after, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         stats = books.statistics()

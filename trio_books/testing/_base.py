@@ -29,6 +29,25 @@ from ..model import Level
 HOST = "127.0.0.1"
 
 
+class _Skips(set):
+    """The symbols whose next update :meth:`FakeVenue.skip_next_update` drops;
+    ``taken`` counts, per symbol, the skips an update consumed (``discard``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: dict[str, int] = {}
+
+    def discard(self, symbol: str) -> None:
+        if symbol in self:
+            self.taken[symbol] = self.taken.get(symbol, 0) + 1
+        super().discard(symbol)
+
+    def remove(self, symbol: str) -> None:
+        if symbol not in self:
+            raise KeyError(symbol)
+        self.discard(symbol)
+
+
 class FakeClient:
     """One accepted WebSocket connection of a fake venue."""
 
@@ -117,7 +136,8 @@ class FakeVenue:
         # fault state
         self._malformed_pending = False
         self._duplicate_pending = False
-        self._skip: set[str] = set()
+        self._skip = _Skips()
+        self._hidden: set[str] = set()  # symbols whose latest update was skipped and nothing sent since
         self._corrupt: set[str] = set()
         self.reject_subscribe = False
         self._rest_failures: list[tuple[int, float | None]] = []
@@ -226,7 +246,10 @@ class FakeVenue:
 
     def skip_next_update(self, symbol: str | None = None) -> None:
         """The next update of ``symbol`` (of every symbol if None) changes the true
-        book and advances its ids, but is never sent: a sequence gap."""
+        book and advances its ids, but is never sent: a sequence gap. Only a
+        later update shows the gap, so a streaming fake (``rate > 0``) that is
+        paused right after the skipped update sends one more update of the
+        symbol before it holds still (see :meth:`hidden_gaps`)."""
         self._skip.update([symbol] if symbol else self.symbols)
 
     def send_malformed(self) -> None:
@@ -246,7 +269,23 @@ class FakeVenue:
         """Emit ``n`` update events per symbol right now."""
         for _ in range(n):
             for symbol in list(symbols or self.symbols):
+                taken = self._skip.taken.get(symbol, 0)
                 await self.emit(symbol)
+                self.note_emitted(symbol, skipped=self._skip.taken.get(symbol, 0) != taken)
+
+    def note_emitted(self, symbol: str, *, skipped: bool) -> None:
+        """After one update of ``symbol``: a skipped one hides a gap until the
+        symbol's next sent update shows it (fakes whose emit can send nothing for
+        an update track this themselves: see :meth:`hidden_gaps`)."""
+        if skipped:
+            self._hidden.add(symbol)
+        else:
+            self._hidden.discard(symbol)
+
+    def hidden_gaps(self) -> set[str]:
+        """The symbols whose latest update was skipped with nothing sent after it:
+        a gap no client can see yet (only a later update shows it)."""
+        return set(self._hidden)
 
     async def emit(self, symbol: str) -> None:
         bids, asks = self.next_change(symbol)
@@ -268,6 +307,13 @@ class FakeVenue:
             await trio.sleep(1.0 / self.rate)
             if not self.paused:
                 await self.burst(1)
+            elif hidden := self.hidden_gaps():
+                # Paused right after a skipped update, a stream would end on a gap
+                # nobody can detect: the truth holds a change that was never sent
+                # and the client, seeing nothing after it, stays live without it.
+                # A venue's stream goes on, so one more update of each such symbol
+                # goes out first; then the book holds still.
+                await self.burst(1, sorted(hidden))
 
     # --- serving -------------------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus["FakeVenue"] = trio.TASK_STATUS_IGNORED) -> None:

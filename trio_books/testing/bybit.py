@@ -48,7 +48,8 @@ class FakeBybitSpot(FakeVenue):
 
     Fault controls (besides :meth:`drop`, :meth:`silence` — the connection stays
     open, nothing is sent and pings go unanswered —, :meth:`skip_next_update`
-    (``u`` advances, the delta is never sent), :meth:`send_malformed`,
+    (``u`` advances, the delta is never sent; a paused stream still sends the
+    topic's next delta, so the gap always shows), :meth:`send_malformed`,
     :meth:`duplicate_next` and ``reject_subscribe`` — every subscribe request is
     answered ``"success":false`` — from :class:`FakeVenue`): :meth:`restart`,
     Bybit's service restart (the book moves on unsent, then a snapshot with
@@ -70,6 +71,7 @@ class FakeBybitSpot(FakeVenue):
         self._u: dict[Topic, int] = {}
         self._window: dict[Topic, tuple[dict[str, str], dict[str, str]]] = {}
         self._sent_at: dict[Topic, float] = {}  # depth 1: when the book was last sent
+        self._hidden_topics: set[Topic] = set()  # u advanced by a skipped update, no frame sent since
         self._seq = {s: 112_488_545_843 + 66_000_000_000 * i for i, s in enumerate(self.symbols)}
         self._lock = trio.Lock()
         # counters, for tests
@@ -193,8 +195,11 @@ class FakeBybitSpot(FakeVenue):
 
     # --- the stream -------------------------------------------------------------------------
     def _recipients(self, topic: Topic, frame: str) -> list[tuple[FakeClient, str]]:
+        """Every subscriber of ``topic`` gets ``frame``: a gap hidden in the
+        topic's ``u`` chain shows (a delta) or is healed (a snapshot)."""
         name = self.topic_name(*topic)
         self._sent_at[topic] = trio.current_time()
+        self._hidden_topics.discard(topic)
         return [(c, frame) for c in self.clients if name in c.state.get("topics", ())]
 
     async def emit(self, symbol: str) -> None:
@@ -213,6 +218,7 @@ class FakeBybitSpot(FakeVenue):
                     continue  # the change was outside this window
                 self._u[topic] += 1
                 if skip:
+                    self._hidden_topics.add(topic)
                     continue
                 if topic[1] == 1:
                     frame = self.snapshot_frame(*topic)  # depth 1 has snapshots only
@@ -224,6 +230,14 @@ class FakeBybitSpot(FakeVenue):
             self.events_sent += 1
             for client, frame in sends:
                 await client.send(frame)
+
+    def note_emitted(self, symbol: str, *, skipped: bool) -> None:
+        pass  # per topic, in emit and _recipients: an update can leave a topic's window alone
+
+    def hidden_gaps(self) -> set[str]:
+        """Symbols with a topic whose ``u`` moved past a skipped delta and that
+        sent nothing since (a paused stream sends one more update of them)."""
+        return {symbol for symbol, _ in self._hidden_topics}
 
     async def _resend_depth1(self) -> None:
         while True:
@@ -300,13 +314,18 @@ class FakeBybitSpot(FakeVenue):
                 return
             parsed.append((name, topic))
         await client.send(self._ack(client, "subscribe", req_id))
-        for name, topic in parsed:
-            # the snapshot and the membership in one step: no delta slips in between
-            frame = self.snapshot_frame(*topic)
-            self._sent_at[topic] = trio.current_time()
-            topics[name] = topic
-            client.symbols.add(topic[0])
-            await client.send(frame)
+        # Under the stream's lock: no delta of these topics is sent while their
+        # snapshots are, so a replayed snapshot (duplicate_next) follows its
+        # original at once and never lands after a newer delta, which would take
+        # the book back one update without any gap to show it.
+        async with self._lock:
+            for name, topic in parsed:
+                # the snapshot and the membership in one step: no delta slips in between
+                frame = self.snapshot_frame(*topic)
+                self._sent_at[topic] = trio.current_time()
+                topics[name] = topic
+                client.symbols.add(topic[0])
+                await client.send(frame)
 
 
 class FakeBybitFutures(FakeBybitSpot):
