@@ -16,7 +16,7 @@ import pytest
 from tests.capture import records
 from trio_books.config import load_config_text
 from trio_books.errors import BadFrame, ConfigError, SequenceGap, VenueRejected
-from trio_books.model import BEAT, Delta, Snapshot
+from trio_books.model import BEAT, UNREQUESTED, Delta, Snapshot
 from trio_books.session import parse_frame
 from trio_books.supervise import connection_groups
 from trio_books.sync import SymbolSync
@@ -145,8 +145,8 @@ def test_the_captures_other_frames_are_ignored():
     assert all(proto.parse(f) == [] for f in other)  # 17 acks, tickers, trades, klines
     # an orderbook topic of another symbol is not this connection's
     eth = next(f for f in rx_frames("linear") if f.startswith('{"topic":"orderbook.200.ETHUSDT"'))
-    assert proto.parse(eth) == []
-    assert feed(BYBIT_FUTURES, ("ETHUSDT",), depth=50).parse(eth) == []  # another depth: another topic
+    assert proto.parse(eth) == [UNREQUESTED]  # dropped by the reader, counted
+    assert feed(BYBIT_FUTURES, ("ETHUSDT",), depth=50).parse(eth) == [UNREQUESTED]  # another depth: another topic
 
 
 # --- the u chain -------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, VenueRejected
-from ..model import BEAT, Delta, Snapshot, Verdict
+from ..model import BEAT, UNREQUESTED, Delta, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
 
 DEPTHS: Final = (1, 50, 200, 1000)
@@ -128,8 +128,8 @@ class BybitFeed:
         topic = msg.get("topic")
         if topic is not None:
             symbol = self._by_topic.get(topic)  # type: ignore[arg-type]
-            if symbol is None:
-                return []  # another topic (or depth) than ours
+            if symbol is None:  # another topic than ours: a book of another symbol/depth is counted
+                return [UNREQUESTED] if type(topic) is str and topic.startswith("orderbook.") else []
             return [self._book(symbol, msg)]
         op = msg.get("op")
         success = msg.get("success")
