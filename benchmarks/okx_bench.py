@@ -561,15 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from benchmarks import tls
 
-        certs = None
-        try:
-            certs = tls.make_certs(workdir)
-        except tls.TLSUnavailable as exc:
-            notes.append(f"wss:// runs skipped: cannot make a certificate ({exc}).")
-            clients = [c for c in clients if c.scheme != "wss"]
-        client_env = dict(os.environ)
-        if certs:
-            client_env.update(tls.client_env(certs["ca"]))
+        certs, clients, client_env = tls.setup(workdir, clients, notes)
         log(f"generating the OKX stream ({frames:,} updates), checking it with trio-books' OKX code, starting the fake …")
         fake, ready = start_fake(workdir, frames, certs)
         check = ready.get("check", {})

@@ -43,24 +43,14 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import trio
 
-from .fake_venue import CHUNK, Closed, Peer, Server, _listen, _tls, _until_stdin_closes
+from .fake_venue import Closed, Peer, ReplayServer, Server, _listen, _tls, _until_stdin_closes
 from .okx_stream import OkxStream, instruments_response, self_check
 from .stream import ws_frame
 
 PATHS = ("/ws/v5/public", "/ws/v5/private")
 
 
-def _chunks(frames: list[bytes]) -> list[bytes]:
-    out, cur, size = [], [], 0
-    for f in frames:
-        cur.append(f)
-        size += len(f)
-        if size >= CHUNK:
-            out.append(b"".join(cur))
-            cur, size = [], 0
-    if cur:
-        out.append(b"".join(cur))
-    return out
+_chunks = ReplayServer._chunks  # frames pre-joined into ~CHUNK-byte writes, as the Binance fake does
 
 
 class OkxServer(Server):

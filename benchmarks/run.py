@@ -593,15 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"throughput": {}, "latency": {}, "footprint": {}, "notes": notes}
     fake = None
     try:
-        certs = None
-        try:
-            certs = tls.make_certs(workdir)
-        except tls.TLSUnavailable as exc:
-            notes.append(f"wss:// runs skipped: cannot make a certificate ({exc}).")
-            clients = [c for c in clients if c.scheme != "wss"]
-        client_env = dict(os.environ)
-        if certs:
-            client_env.update(tls.client_env(certs["ca"]))
+        certs, clients, client_env = tls.setup(workdir, clients, notes)
         fake_args = ["replay", "--workdir", workdir, "--frames", str(max(frames, int(RATE * lat_s)))]
         if certs:
             fake_args += ["--certfile", certs["cert"], "--keyfile", certs["key"]]

@@ -32,6 +32,21 @@ def make_certs(directory: str) -> dict[str, str]:
     return paths
 
 
+def setup(workdir: str, clients: list, notes: list[str]) -> tuple[dict[str, str] | None, list, dict[str, str]]:
+    """Certificates for the wss:// runs, or a note and no wss:// clients when none can be
+    made. Returns ``(certs or None, the clients that can run, the clients' environment)``."""
+    certs = None
+    try:
+        certs = make_certs(workdir)
+    except TLSUnavailable as exc:
+        notes.append(f"wss:// runs skipped: cannot make a certificate ({exc}).")
+        clients = [c for c in clients if c.scheme != "wss"]
+    env = dict(os.environ)
+    if certs:
+        env.update(client_env(certs["ca"]))
+    return certs, clients, env
+
+
 def client_env(ca_path: str) -> dict[str, str]:
     return {"SSL_CERT_FILE": ca_path, "REQUESTS_CA_BUNDLE": ca_path}
 
