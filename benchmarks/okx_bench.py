@@ -440,14 +440,7 @@ def client_main(spec_path: str) -> None:
 # --- report ------------------------------------------------------------------------------
 
 
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def fmt_range(values: list[float], fmt: str = "{:,.0f}") -> str:
-    if len(values) == 1:
-        return fmt.format(values[0])
-    return f"{fmt.format(med(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+from benchmarks.run import fmt_range, med, ok_median  # noqa: E402 - the Binance harness's report helpers
 
 
 def report(results: dict[str, list[dict]], clients: list[Client], meta: dict, args, notes: list[str], started: float) -> str:
@@ -481,12 +474,11 @@ def report(results: dict[str, list[dict]], clients: list[Client], meta: dict, ar
     out.append("")
 
     def fps(key: str) -> float | None:
-        ok = [x["fps"] for x in results.get(key, []) if x["ok"]]
-        return med(ok) if ok else None
+        return ok_median(results.get(key, []), "fps")
 
     def eff(key: str) -> float | None:
-        ok = [x["cpu_per_100k"] for x in results.get(key, []) if x["ok"]]
-        return 1 / med(ok) if ok else None
+        cpu = ok_median(results.get(key, []), "cpu_per_100k")
+        return None if cpu is None else 1 / cpu
 
     out.append("Ratios of the medians — frames/s, and in brackets frames per CPU-second (less sensitive to other load):")
     out.append("")

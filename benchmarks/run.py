@@ -413,6 +413,12 @@ def med(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def ok_median(rows: list[dict], field: str) -> float | None:
+    """The median of ``field`` over the runs that succeeded, or None."""
+    ok = [x[field] for x in rows if x["ok"]]
+    return med(ok) if ok else None
+
+
 def fmt_range(values: list[float], fmt: str = "{:,.0f}") -> str:
     if not values:
         return "—"
@@ -456,12 +462,11 @@ def report(results: dict, args, meta: dict, started: float) -> str:
     out.append("")
 
     def fps(key: str) -> float | None:
-        ok = [x["fps"] for x in tp.get(key, []) if x["ok"]]
-        return med(ok) if ok else None
+        return ok_median(tp.get(key, []), "fps")
 
     def eff(key: str) -> float | None:
-        ok = [x["cpu_per_100k"] for x in tp.get(key, []) if x["ok"]]
-        return 1 / med(ok) if ok else None
+        cpu = ok_median(tp.get(key, []), "cpu_per_100k")
+        return None if cpu is None else 1 / cpu
 
     out.append("Ratios of medians — frames/s, and in brackets frames per CPU-second (insensitive to other load on the machine):")
     pairs = [
