@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 
 from trio_books import BookState, load_config_text, open_books
@@ -194,3 +195,23 @@ async def test_silence_trips_the_frame_watchdog_by_default(nursery, autojump_clo
         with trio.fail_after(60):
             await books.wait_live(VENUE)
         await converge_all(books, fake)
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_gap_before_a_pause_shows_even_when_the_next_update_misses_the_window(nursery, pacer, autojump_clock, seed):
+    # A skipped update changes the top of the book; the update after it may change
+    # nothing inside a depth-10 client's window, and then that client gets no frame.
+    # The fake must keep going until the gap can show, or the client would stay
+    # live without the skipped change (a wrong book nobody could detect).
+    fake = await start(nursery, rate=20, seed=seed)
+    async with open_books(load_config_text(fake.config_toml(depth=10, **FAST))) as books:
+        with trio.fail_after(30):
+            await books.wait_live(VENUE)
+        await converge_all(books, fake, 10)
+        fake.paused = True
+        fake.skip_next_update("ETH/USD")
+        await fake.burst(1, ["ETH/USD"])  # the truth's top moves; nothing is sent
+        for s in fake.symbols:
+            await converge(view_top(books, VENUE, s, 10), fake, s, n=10, timeout=60)
+        # a checksum mismatch and a resync, or a later update that overwrote the same level
+        assert books.statistics()[VENUE].failures in ({}, {"checksum": 1})

@@ -64,6 +64,7 @@ class FakeKraken(FakeVenue):
     def __init__(self, symbols, *, trim_zeros: bool = False, **kwargs) -> None:
         super().__init__(symbols, **kwargs)
         self.trim_zeros = trim_zeros
+        self._reached_all: dict[str, bool] = {}  # symbol -> its last update reached every subscriber
         # counters, for tests
         self.pings_answered = 0
         self.book_subscribes = 0
@@ -245,6 +246,7 @@ class FakeKraken(FakeVenue):
         zero = self.zero_qty()
         deleted = {p for p, q in bids + asks if q == zero}
         corrupt = not skip and symbol in self._corrupt
+        self._reached_all[symbol] = True
         for client in list(self.clients):
             sub = client.state.get("books", {}).get(symbol)
             if sub is None:
@@ -256,6 +258,8 @@ class FakeKraken(FakeVenue):
                 send_bids = self._window_diff(sub, "bids", top_bids, deleted)
                 send_asks = self._window_diff(sub, "asks", top_asks, deleted)
                 if skip or not (send_bids or send_asks):
+                    if not skip:  # nothing changed inside this client's window: it got no frame
+                        self._reached_all[symbol] = False
                     continue  # lost on the way, or nothing changed inside this client's window
                 checksum = self.checksum(top_bids, top_asks)
                 if corrupt:
@@ -264,6 +268,15 @@ class FakeKraken(FakeVenue):
                     self.checksums_corrupted += 1
                     corrupt = False
                 await self._send(client, self._book_frame("update", symbol, send_bids, send_asks, checksum))
+
+    def note_emitted(self, symbol: str, *, skipped: bool) -> None:
+        """A skipped update stays hidden until every subscriber got a frame of the
+        symbol after it: an update outside a client's window sends that client
+        nothing, so it cannot show the gap (see :meth:`FakeVenue.hidden_gaps`)."""
+        if skipped or (symbol in self._hidden and not self._reached_all.get(symbol, True)):
+            self._hidden.add(symbol)
+        else:
+            self._hidden.discard(symbol)
 
     def encode_delta(self, symbol: str, bids: list[Level], asks: list[Level]) -> list[str | bytes]:
         """One update as a client subscribed to the whole true book would get it
