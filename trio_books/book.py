@@ -213,20 +213,7 @@ def _set(book: OrderBook, side: BookSide, levels: Iterable[Level], negate: bool,
         except TypeError:  # unhashable
             raise BadFrame(f"bad price {price!r}") from None
         if key is None:
-            if type(price) is not str:
-                raise BadFrame(f"bad price {price!r}")
-            key = _decimal(price)
-            if book._floats:
-                f = _float_key(key)
-                if f is None:
-                    _to_decimal_keys(book)  # rebuilds both sides; `keys` stays the same list
-                else:
-                    key = f
-            if negate:
-                key = -key
-            if len(cache) >= book._cache_max:
-                cache.clear()
-            cache[price] = key
+            key = _new_key(book, price, negate, cache)
         if type(qty) is str and qty.isascii() and qty.replace(".", "", 1).isdigit():
             zero = not qty.strip("0.")
         else:
@@ -239,6 +226,26 @@ def _set(book: OrderBook, side: BookSide, levels: Iterable[Level], negate: bool,
             if key not in side:
                 insort(keys, key)
             side[key] = (price, qty)
+
+
+def _new_key(book: OrderBook, price: str, negate: bool, cache: dict[str, _Key]) -> _Key:
+    """The sort key of a price not in the side's cache (kept out of :func:`_set`'s
+    loop: the loop is faster without it, and ~98% of level changes hit the cache)."""
+    if type(price) is not str:
+        raise BadFrame(f"bad price {price!r}")
+    key: _Key = _decimal(price)
+    if book._floats:
+        f = _float_key(key)  # type: ignore[arg-type]
+        if f is None:
+            _to_decimal_keys(book)  # rebuilds both sides; the side's key list stays the same list
+        else:
+            key = f
+    if negate:
+        key = -key
+    if len(cache) >= book._cache_max:
+        cache.clear()
+    cache[price] = key
+    return key
 
 
 def _to_decimal_keys(book: OrderBook) -> None:
