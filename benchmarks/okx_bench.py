@@ -440,7 +440,7 @@ def client_main(spec_path: str) -> None:
 # --- report ------------------------------------------------------------------------------
 
 
-from benchmarks.run import fmt_range, med, ok_median  # noqa: E402 - the Binance harness's report helpers
+from benchmarks.run import fmt_range, med, rate_and_efficiency  # noqa: E402 - the Binance harness's report helpers
 
 
 def report(results: dict[str, list[dict]], clients: list[Client], meta: dict, args, notes: list[str], started: float) -> str:
@@ -473,12 +473,7 @@ def report(results: dict[str, list[dict]], clients: list[Client], meta: dict, ar
                "measured frames.")
     out.append("")
 
-    def fps(key: str) -> float | None:
-        return ok_median(results.get(key, []), "fps")
-
-    def eff(key: str) -> float | None:
-        cpu = ok_median(results.get(key, []), "cpu_per_100k")
-        return None if cpu is None else 1 / cpu
+    fps, eff = rate_and_efficiency(results)
 
     out.append("Ratios of the medians — frames/s, and in brackets frames per CPU-second (less sensitive to other load):")
     out.append("")

@@ -43,6 +43,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import trio
 
+from trio_books.testing.okx import parse_request
+
 from .fake_venue import Closed, Peer, ReplayServer, Server, _listen, _tls, _until_stdin_closes
 from .okx_stream import OkxStream, instruments_response, self_check
 from .stream import ws_frame
@@ -92,15 +94,12 @@ class OkxServer(Server):
             if payload == b"ping":
                 await peer.send(ws_frame(b"pong"))
                 return
-            try:
-                msg = orjson.loads(payload)
-                op, args = msg["op"], msg["args"]
-                if type(args) is not list:
-                    raise TypeError
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+            request = parse_request(payload)
+            if request is None:
                 await peer.send(ws_frame(orjson.dumps({"event": "error", "code": "60012",
                                                        "msg": f"Invalid request: {payload[:100].decode(errors='replace')}", "connId": conn_id})))
                 return
+            op, args, msg = request
             rid = {"id": msg["id"]} if "id" in msg else {}
             for arg in args:
                 inst = arg.get("instId") if type(arg) is dict else None

@@ -419,6 +419,20 @@ def ok_median(rows: list[dict], field: str) -> float | None:
     return med(ok) if ok else None
 
 
+def rate_and_efficiency(results: dict[str, list[dict]]):
+    """``(fps, eff)``: a client key's median frames/s and frames per CPU-second
+    (None where no run succeeded), for the ratio lines of a report."""
+
+    def fps(key: str) -> float | None:
+        return ok_median(results.get(key, []), "fps")
+
+    def eff(key: str) -> float | None:
+        cpu = ok_median(results.get(key, []), "cpu_per_100k")
+        return None if cpu is None else 1 / cpu
+
+    return fps, eff
+
+
 def fmt_range(values: list[float], fmt: str = "{:,.0f}") -> str:
     if not values:
         return "—"
@@ -461,12 +475,7 @@ def report(results: dict, args, meta: dict, started: float) -> str:
         out.append(f"| {c.label} ({c.scheme}://){fails} | {fps} | {lps} | {cpu} | {share} | {ltxt} |")
     out.append("")
 
-    def fps(key: str) -> float | None:
-        return ok_median(tp.get(key, []), "fps")
-
-    def eff(key: str) -> float | None:
-        cpu = ok_median(tp.get(key, []), "cpu_per_100k")
-        return None if cpu is None else 1 / cpu
+    fps, eff = rate_and_efficiency(tp)
 
     out.append("Ratios of medians — frames/s, and in brackets frames per CPU-second (insensitive to other load on the machine):")
     pairs = [

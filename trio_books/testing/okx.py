@@ -35,6 +35,17 @@ def _wire(levels: list[Level]) -> list[list[str]]:
     return [[p, s, "0", _orders(p, s)] for p, s in levels]
 
 
+
+def parse_request(raw: str | bytes) -> tuple[str, list, dict] | None:
+    """``(op, args, request)`` of an OKX client request, or None when it is not one
+    (the venue answers that with error 60012)."""
+    try:
+        req = orjson.loads(raw)
+        op, args = req["op"], req["args"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    return (op, args, req) if type(args) is list else None
+
 class FakeOkxSpot(FakeVenue):
     """OKX spot at ``ws://127.0.0.1:<port>/ws/v5/public`` and ``http://127.0.0.1:<port>``.
 
@@ -142,14 +153,11 @@ class FakeOkxSpot(FakeVenue):
                 self.pings.append(trio.current_time())
                 await client.send("pong")  # dropped when silenced
                 continue
-            try:
-                req = orjson.loads(msg)
-                op, args = req["op"], req["args"]
-                if type(args) is not list:
-                    raise TypeError
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+            request = parse_request(msg)
+            if request is None:
                 await client.send(_event(None, "error", conn_id, code="60012", msg=f"Invalid request: {str(msg)[:100]}"))
                 continue
+            op, args, req = request
             rid = req.get("id")
             if op == "subscribe":
                 self.subscribe_requests += 1
