@@ -11,7 +11,7 @@ import trio
 import trio_books.venues.bybit as bybit_module
 from trio_books import BookState, load_config_text, open_books
 from trio_books.testing import FakeBybitFutures, FakeBybitSpot
-from trio_books.testing.harness import converge, view_top
+from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 PRODUCTS = [pytest.param(FakeBybitSpot, id="spot"), pytest.param(FakeBybitFutures, id="linear")]
@@ -159,16 +159,10 @@ async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pac
         assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 5
         assert "venue refused subscribe: error:handler not found,topic:orderbook.200.BTCUSDT" in stats.last_error
         assert all(books.state(venue, s) is not BookState.LIVE for s in SYMBOLS)
-        gaps = [b - a for a, b in zip(fake.connected_at, fake.connected_at[1:])]
-        # full jitter under a doubling ceiling: at most 1 s after the first failure, then 2, 4, ... 30
-        assert all(g <= min(30.0, 2.0**i) + 0.5 for i, g in enumerate(gaps))
-        assert max(gaps[3:]) > 1.0  # grown past the first ceiling
-        assert len(fake.connected_at) < 20  # vs ~1000 attempts in 100 s at a 0.1 s floor
+        # vs ~1000 attempts in 100 s at a 0.1 s floor; grown past the first ceiling
+        assert_full_jitter(fake.connected_at, fewer_than=20, grown=(3, 1.0))
         fake.reject_subscribe = False
-        with trio.fail_after(60):
-            await books.wait_live(venue)
-        for s in SYMBOLS:
-            await converge(view_top(books, venue, s), fake, s, timeout=30)
+        await recover(books, fake, venue, SYMBOLS)
 
 
 @pytest.mark.parametrize("fake_cls", PRODUCTS)
@@ -189,10 +183,7 @@ async def test_silence_the_missed_pong_ends_the_attempt(nursery, pacer, autojump
         assert len(fake.pings) == 2 and 19.5 <= fake.pings[1] - last_ping <= 20.5
         stats = books.statistics()[venue]
         assert dict(stats.failures) == {"heartbeat": 1} and "no pong within 10 s" in stats.last_error
-        with trio.fail_after(60):
-            await books.wait_live(venue)
-        for s in SYMBOLS:
-            await converge(view_top(books, venue, s), fake, s)
+        await recover(books, fake, venue, SYMBOLS, timeout=10)
 
 
 async def test_quiet_book_is_kept_alive_by_pongs(nursery, pacer, autojump_clock):

@@ -43,7 +43,7 @@ class StoreCollector:
         rest_errors = CounterMetricFamily("trio_books_rest_errors", "REST snapshot requests that failed (HTTP errors, timeouts)", labels=["venue"])
         ignored = CounterMetricFamily(
             "trio_books_events_ignored",
-            "Events dropped on purpose, by reason: unrequested (a symbol the connection did not ask for), "
+            "Events dropped on purpose, by reason: unrequested (a symbol or topic the connection did not ask for, or whose subscription the venue has not confirmed), "
             "before_snapshot (a delta before the first socket snapshot), already_applied (a replay the chain has passed)",
             labels=["venue", "reason"],
         )

@@ -168,8 +168,8 @@ class BingxFeed:
         symbol = self._by_topic.get(topic)
         if symbol is None:
             return [UNREQUESTED]  # a topic this connection did not subscribe to
-        if topic not in self._acked:
-            return []  # ours, but not (yet) acked with code 0: not a live subscription
+        if topic not in self._acked:  # ours, but not (yet) acked with code 0: not a live subscription
+            return [UNREQUESTED]  # dropped, and counted
         data = msg["data"]
         if type(data) is not dict:
             raise BadFrame(f"{topic}: data is not a JSON object")
