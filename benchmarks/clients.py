@@ -97,6 +97,7 @@ def _config_text(spec: dict, ws_base: str, rest_base: str) -> str:
 log_level = "WARNING"
 transport = "{spec['transport']}"
 channel_capacity = {spec.get('channel_capacity', 5000)}
+{"gc_threshold = %d" % spec["gc_threshold"] if "gc_threshold" in spec else ""}
 
 [venues.binance_spot]
 symbols = [{symbols}]
@@ -104,6 +105,14 @@ depth = {spec.get('depth', 1000)}
 ws_url = "{ws_base}"
 rest_url = "{rest_base}"
 """
+
+
+def _gc_like_the_service(config) -> None:
+    """What ``trio-books run`` does at start (``service.gc_threshold``; 0: nothing)."""
+    from trio_books import tune_gc
+
+    if config.service.gc_threshold:
+        tune_gc(config.service.gc_threshold)
 
 
 # --- trio-books, end to end --------------------------------------------------------------
@@ -152,6 +161,7 @@ async def run_triobooks(spec: dict) -> None:
 
     setup_logging("WARNING")
     config = load_config_text(_config_text(spec, spec["ws_base"], spec["rest_base"]))
+    _gc_like_the_service(config)
     store = _timed_store_class()()
     store.setup(spec)
     for vid, vcfg in config.enabled_venues():
@@ -310,6 +320,7 @@ async def run_fleet(spec: dict) -> None:
     rss_idle = rss_kb()
     ports = spec["ports"]
     config = load_config_text(_config_text(spec, f"ws://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[0]}"))
+    _gc_like_the_service(config)
     base_cfg = config.venues["binance_spot"]
     base_venue = get_venue("binance_spot")
     store = BookStore()

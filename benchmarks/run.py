@@ -66,6 +66,7 @@ class Client:
     kind: str  # triobooks | raw | cryptofeed
     transport: str  # wsproto | wsproto-lib | trio-websocket | minimal | websockets
     scheme: str  # ws | wss
+    gc_threshold: int | None = None  # trio-books: service.gc_threshold (None: the service's default)
 
     @property
     def module(self) -> str:
@@ -76,6 +77,7 @@ THROUGHPUT = [
     Client("tb-wsproto", "trio-books, wsproto", "triobooks", "wsproto", "ws"),
     Client("tb-triows", "trio-books, trio-websocket", "triobooks", "trio-websocket", "ws"),
     Client("tb-wsproto-tls", "trio-books, wsproto, TLS", "triobooks", "wsproto", "wss"),
+    Client("tb-wsproto-tls-pygc", "trio-books, wsproto, TLS, Python's default GC (gc_threshold = 0)", "triobooks", "wsproto", "wss", 0),
     Client("cf-tls", "cryptofeed, TLS", "cryptofeed", "websockets", "wss"),
     Client("raw-wsproto", "raw ceiling: our wsproto client (plain-frame fast path) + orjson", "raw", "wsproto", "ws"),
     Client("raw-wsproto-lib", "raw: every frame through wsproto (the client before its fast path) + orjson", "raw", "wsproto-lib", "ws"),
@@ -252,6 +254,8 @@ def make_spec(env: Env, client: Client, *, pace: str, body: int, warm: int, time
         spec.update(url=f"{ws}/stream?streams={streams}", total_frames=n_prefix + body, start_count=start + 1)
     else:
         spec["ws_base"], spec["rest_base"] = _urls(env, client, run, pace)
+        if client.gc_threshold is not None:
+            spec["gc_threshold"] = client.gc_threshold
     return spec
 
 
@@ -361,7 +365,7 @@ def _symbols(n: int) -> list[str]:
 
 CATEGORIES = [
     ("WebSocket receive (transport)", ("receive_batch", "get_message", "_reader_task")),
-    ("JSON decode + venue parser", ("parse_frame",)),
+    ("JSON decode + venue parser", ("parse_frame", "Feed.parse")),
     ("book apply (OrderBook.apply)", ("OrderBook.apply",)),
     ("sync/sequencer + crossed check", ("SymbolSync.on_delta",)),
     ("store.touched + benchmark log", ("touched",)),
@@ -486,6 +490,7 @@ def report(results: dict, args, meta: dict, started: float) -> str:
         ("trio-books wsproto / raw wsproto-library ceiling (ws)", "tb-wsproto", "raw-wsproto-lib", "the ceiling the target was first set against"),
         ("trio-books trio-websocket / raw trio-websocket ceiling (ws)", "tb-triows", "raw-triows", "target ≥ 0.80"),
         ("trio-books wsproto / trio-books trio-websocket (ws)", "tb-wsproto", "tb-triows", "transport choice"),
+        ("trio-books, service GC policy / Python's default GC (wss)", "tb-wsproto-tls", "tb-wsproto-tls-pygc", "what gc_threshold buys"),
         ("raw wsproto library / raw minimal frame splitter (ws)", "raw-wsproto-lib", "raw-minimal", "what wsproto costs"),
         ("raw fast path / raw minimal frame splitter (ws)", "raw-wsproto", "raw-minimal", "what our client costs"),
     ]

@@ -41,6 +41,7 @@ BAD = [
     ('[venues.binance_spot]\nsymbols=["A"]\nrest_url="ftp://x"\n', "venues.binance_spot.rest_url: expected a http:// or https:// URL"),
     ('[venues.binance_spot]\nsymbols=["A"]\nws_url="ws://"\n', "venues.binance_spot.ws_url: expected a ws:// or wss:// URL with a host"),
     ('[service]\nchannel_capacity="5"\n', 'service.channel_capacity: expected int, got "5"'),
+    ('[service]\ngc_threshold=5\n', "service.gc_threshold: must be 0 (Python's settings) or between 700 and 10000000, got 5"),
     ('[service]\nhttp="nohost"\n', 'service.http: expected host:port, got "nohost"'),
     ('[service]\nlog_level="LOUD"\n', "service.log_level: expected one of"),
     ('[service]\nfoo=1\n', "service.foo: unknown key"),

@@ -23,6 +23,7 @@ from .errors import (
     TrioBooksError,
     UnknownBook,
 )
+from .gcpolicy import tune_gc
 from .model import BookState, Level
 from .runner import Books, VenueStatistics, open_books
 from .remote import RemoteBooks, open_remote_books
@@ -50,5 +51,6 @@ __all__ = [
     "load_config_text",
     "open_books",
     "open_remote_books",
+    "tune_gc",
     "RemoteBooks",
 ]

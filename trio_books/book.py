@@ -2,8 +2,9 @@
 
 Each side is a :class:`BookSide`: a dict from an exact sort key of the price to
 the venue's own ``(price, qty)`` text, plus a plain list of those keys kept in
-order with :mod:`bisect` (bids by the negated price, so both sides iterate
-best-first). The text is what gets served: a value never passes through float,
+ascending order with :mod:`bisect`, the *best level last* (asks by the negated
+price): changes cluster at the top of the book, and at the end of a list an
+insert or delete moves few pointers. Reads go best-first. The text is what gets served: a value never passes through float,
 and two spellings of one price (``"0.10"``/``"0.1"``) are one level.
 
 The sort key stands for the price's exact value. While every price the book
@@ -74,9 +75,9 @@ def _is_zero(qty: str) -> bool:
 
 class BookSide(dict):
     """One side of a book: ``{sort key: (price, qty)}`` plus ``_keys``, the
-    keys in ascending order. Reads go best-first: iteration, :meth:`keys`,
-    :meth:`values`, :meth:`items` and :meth:`peekitem` follow ``_keys``
-    (the interface of the ``SortedDict`` this replaced)."""
+    keys in ascending order, best last. Reads go best-first: iteration,
+    :meth:`keys`, :meth:`values`, :meth:`items` and :meth:`peekitem` follow
+    ``_keys`` backwards (the interface of the ``SortedDict`` this replaced)."""
 
     __slots__ = ("_keys",)
 
@@ -89,30 +90,31 @@ class BookSide(dict):
         del self._keys[:]
 
     def peekitem(self, index: int = -1) -> tuple[_Key, Level]:
-        key = self._keys[index]
+        """The item at ``index`` in best-first order (0: the best, -1: the worst)."""
+        key = self._keys[-1 - index]
         return key, dict.__getitem__(self, key)
 
     def __iter__(self) -> Iterator[_Key]:
-        return iter(self._keys)
-
-    def __reversed__(self) -> Iterator[_Key]:
         return reversed(self._keys)
 
+    def __reversed__(self) -> Iterator[_Key]:
+        return iter(self._keys)
+
     def keys(self) -> list[_Key]:  # type: ignore[override]
-        return list(self._keys)
+        return self._keys[::-1]
 
     def values(self) -> list[Level]:  # type: ignore[override]
-        return list(map(self.__getitem__, self._keys))
+        return list(map(self.__getitem__, reversed(self._keys)))
 
     def items(self) -> list[tuple[_Key, Level]]:  # type: ignore[override]
-        return [(k, dict.__getitem__(self, k)) for k in self._keys]
+        return [(k, dict.__getitem__(self, k)) for k in reversed(self._keys)]
 
     def __repr__(self) -> str:
         return f"BookSide({self.items()!r})"
 
 
 class OrderBook:
-    """One symbol's L2 book. Bids descending, asks ascending.
+    """One symbol's L2 book. Read best-first: bids descending, asks ascending.
 
     ``depth`` bounds the levels kept per side: after every change the worst
     levels past it are dropped (venues whose checksum covers the top N need
@@ -148,9 +150,9 @@ class OrderBook:
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set levels; a zero quantity removes its level (absent levels are fine)."""
         if bids:
-            _set(self, self.bids, bids, True, self._bid_keys)
+            _set(self, self.bids, bids, False, self._bid_keys)
         if asks:
-            _set(self, self.asks, asks, False, self._ask_keys)
+            _set(self, self.asks, asks, True, self._ask_keys)
         depth = self.depth
         if depth is not None:
             if len(self.bids) > depth:
@@ -171,28 +173,33 @@ class OrderBook:
 
     def best_bid(self) -> Level | None:
         keys = self.bids._keys
-        return dict.__getitem__(self.bids, keys[0]) if keys else None
+        return dict.__getitem__(self.bids, keys[-1]) if keys else None
 
     def best_ask(self) -> Level | None:
         keys = self.asks._keys
-        return dict.__getitem__(self.asks, keys[0]) if keys else None
+        return dict.__getitem__(self.asks, keys[-1]) if keys else None
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask."""
         bids = self.bids._keys
         asks = self.asks._keys
-        return bool(bids) and bool(asks) and -bids[0] >= asks[0]
+        return bool(bids) and bool(asks) and bids[-1] >= -asks[-1]
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)
 
 
 _KEY_CACHE_MAX = 200_000
+_PAIRS = (list, tuple)  # what a level may be (JSON arrays; typed decoders' tuples)
 
 
 def _top(side: BookSide, n: int | None) -> list[Level]:
-    keys = side._keys if n is None else side._keys[:n]
-    return list(map(side.__getitem__, keys))
+    keys = side._keys
+    if n is not None:
+        if n <= 0:
+            return []
+        keys = keys[-n:]
+    return list(map(side.__getitem__, reversed(keys)))
 
 
 def _set(book: OrderBook, side: BookSide, levels: Iterable[Level], negate: bool, cache: dict[str, _Key]) -> None:
@@ -201,26 +208,34 @@ def _set(book: OrderBook, side: BookSide, levels: Iterable[Level], negate: bool,
     building a Decimal, and only a new or removed level touches the key list
     (one bisect)."""
     keys = side._keys
+    get = cache.get
     for level in levels:
-        if type(level) is not list and type(level) is not tuple:
+        kind = type(level)
+        if kind not in _PAIRS:
             raise BadFrame(f"bad level {level!r}")
         try:
             price, qty = level
         except ValueError:
             raise BadFrame(f"bad level {level!r}") from None
         try:
-            key = cache.get(price)
+            key = get(price)
         except TypeError:  # unhashable
             raise BadFrame(f"bad price {price!r}") from None
         if key is None:
             key = _new_key(book, price, negate, cache)
-        if type(qty) is str and qty.isascii() and qty.replace(".", "", 1).isdigit():
-            zero = not qty.strip("0.")
-        else:
-            zero = _is_zero(qty)
-        if zero:
-            if key in side:
-                del side[key]
+        try:  # a plain decimal (bytes and non-strings fail here and take the slow path)
+            plain = qty.isascii() and qty.replace(".", "", 1).isdigit()
+        except (AttributeError, TypeError):
+            plain = False
+        if plain:
+            if qty.lstrip("0."):  # a digit 1-9 (lstrip: stops at the first one; strip would scan the trailing zeros too)
+                if key not in side:
+                    insort(keys, key)
+                side[key] = level if kind is tuple else (price, qty)  # a tuple level is kept as it came
+            elif side.pop(key, None) is not None:
+                del keys[bisect_left(keys, key)]
+        elif _is_zero(qty):
+            if side.pop(key, None) is not None:
                 del keys[bisect_left(keys, key)]
         else:
             if key not in side:
@@ -251,7 +266,7 @@ def _new_key(book: OrderBook, price: str, negate: bool, cache: dict[str, _Key]) 
 def _to_decimal_keys(book: OrderBook) -> None:
     """Switch a book from float keys to Decimal keys (both sides, their caches)."""
     book._floats = False
-    for side, negate, cache in ((book.bids, True, book._bid_keys), (book.asks, False, book._ask_keys)):
+    for side, negate, cache in ((book.bids, False, book._bid_keys), (book.asks, True, book._ask_keys)):
         levels = list(dict.values(side))
         dict.clear(side)
         for level in levels:
@@ -262,11 +277,13 @@ def _to_decimal_keys(book: OrderBook) -> None:
 
 
 def _truncate(side: BookSide, depth: int) -> None:
+    """Keep the best ``depth`` levels (the end of the key list)."""
     keys = side._keys
-    if len(keys) > depth:
-        for key in keys[depth:]:
+    cut = len(keys) - depth
+    if cut > 0:
+        for key in keys[:cut]:
             dict.__delitem__(side, key)
-        del keys[depth:]
+        del keys[:cut]
 
 
 def levels_equal(a: Sequence[Level], b: Sequence[Level]) -> bool:

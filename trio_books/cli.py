@@ -113,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .record import Recorder
 
         recorder = Recorder(args.out, max_bytes=int(args.max_mb * 2**20))
+    if config.service.gc_threshold:
+        from . import runner  # noqa: F401  (imported now, so start-up's objects are frozen too)
+        from .serve import app  # noqa: F401
+        from .gcpolicy import tune_gc
+
+        tune_gc(config.service.gc_threshold)
     try:
         trio.run(_run_service, config, recorder)
     except KeyboardInterrupt:

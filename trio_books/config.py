@@ -28,6 +28,7 @@ class ServiceConfig:
     channel_capacity: int = 5000
     transport: str = "wsproto"
     shard: str = ""  # "K/N": run only this instance's share of the (venue, symbol) pairs
+    gc_threshold: int = 10_000  # young-generation GC threshold set at start (0: Python's own GC settings); see gcpolicy.py
 
 
 @attrs.frozen
@@ -262,6 +263,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"service.transport: expected one of {', '.join(TRANSPORTS)}, got {_show(svc.transport)}")
     if not 1 <= svc.channel_capacity <= 10_000_000:
         raise ConfigError(f"service.channel_capacity: must be between 1 and 10000000, got {svc.channel_capacity}")
+    if svc.gc_threshold != 0 and not 700 <= svc.gc_threshold <= 10_000_000:
+        raise ConfigError(f"service.gc_threshold: must be 0 (Python's settings) or between 700 and 10000000, got {svc.gc_threshold}")
     for vid, vc in config.venues.items():
         if vid not in VENUE_IDS:
             raise ConfigError(f"venues.{vid}: unknown venue id (known: {', '.join(VENUE_IDS)})")

@@ -107,12 +107,16 @@ class SymbolSync:
             self.exchange_ts = delta.exchange_ts
         if delta.checksum is not None and not self.verify(book, delta):
             raise ChecksumMismatch(f"{self.symbol}: checksum {delta.checksum} does not match at {_ids(delta)}")
-        self._check_crossed()
+        if book.is_crossed():
+            self._crossed()
 
     def _check_crossed(self) -> None:
         if self.book.is_crossed():
-            bid, ask = self.book.best_bid(), self.book.best_ask()
-            raise CrossedBook(f"{self.symbol}: crossed book, best bid {bid and bid[0]} >= best ask {ask and ask[0]}")
+            self._crossed()
+
+    def _crossed(self) -> None:
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        raise CrossedBook(f"{self.symbol}: crossed book, best bid {bid and bid[0]} >= best ask {ask and ask[0]}")
 
 
 def _ids(delta: Delta) -> str:

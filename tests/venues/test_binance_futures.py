@@ -201,7 +201,7 @@ def test_parser_dispatches_on_shape():
     (ev,) = proto.parse('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":123456789,"T":123456788,"s":"BTCUSDT",'
                         '"ps":"BTCUSDT","st":1,"U":157,"u":160,"pu":149,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}}')
     assert (ev.symbol, ev.first_id, ev.final_id, ev.prev_id) == ("BTCUSDT", 157, 160, 149)
-    assert ev.bids == [["0.0024", "10"]] and ev.asks == [["0.0026", "100"]]  # the venue's exact text
+    assert ev.bids == [("0.0024", "10")] and ev.asks == [("0.0026", "100")]  # the venue's exact text
     assert ev.exchange_ts == pytest.approx(123456.789)
     snap = proto.parse_snapshot("BTCUSDT", b'{"lastUpdateId":1027024,"E":1589436922972,"T":1589436922959,'
                                            b'"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}')

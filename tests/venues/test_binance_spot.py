@@ -118,7 +118,7 @@ def test_parser_dispatches_on_shape():
     with pytest.raises(BadFrame):
         proto.parse('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":"1","u":2,"b":[],"a":[]}}')
     (ev,) = proto.parse('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1633998512068,"s":"BTCUSDT","U":5,"u":7,"b":[["1.10","2"]],"a":[]}}')
-    assert ev.symbol == "BTCUSDT" and (ev.first_id, ev.final_id) == (5, 7) and ev.bids == [["1.10", "2"]]
+    assert ev.symbol == "BTCUSDT" and (ev.first_id, ev.final_id) == (5, 7) and ev.bids == [("1.10", "2")]
     assert ev.exchange_ts == pytest.approx(1633998512.068)
 
 
