@@ -290,7 +290,7 @@ def throughput_once(env: Env, client: Client, body: int, profile: str | None = N
 
 
 CACHEGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-INSTRUCTION_CLIENTS = ["tb-wsproto-tls", "cf-tls"]
+INSTRUCTION_CLIENTS = ["tb-wsproto-tls", "tb-wsproto-tls-pygc", "cf-tls"]
 
 
 def instructions_per_frame(env: Env, client: Client, body: int) -> dict:

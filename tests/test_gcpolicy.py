@@ -4,6 +4,7 @@ state, so every check runs in a fresh interpreter."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -46,11 +47,22 @@ SERVICE_START = (
 )
 
 
-@pytest.mark.parametrize("setting,threshold,frozen", [("", 10_000, True), ("gc_threshold = 0", None, False), ("gc_threshold = 2000", 2000, True)])
-def test_the_service_applies_service_gc_threshold_at_start(tmp_path, setting, threshold, frozen):
+@pytest.mark.parametrize(
+    "setting,env,threshold,frozen",
+    [
+        ("", None, 10_000, True),
+        ("gc_threshold = 0", None, None, False),
+        ("gc_threshold = 2000", None, 2000, True),
+        ("gc_threshold = 2000", "3000", 3000, True),  # TRIO_BOOKS_GC_THRESHOLD wins over the file
+    ],
+)
+def test_the_service_applies_service_gc_threshold_at_start(tmp_path, setting, env, threshold, frozen):
     path = tmp_path / "c.toml"
     path.write_text(f'[service]\nlog_level = "ERROR"\n{setting}\n\n[venues.binance_spot]\nsymbols = ["BTCUSDT"]\n')
-    out = subprocess.run([sys.executable, "-c", SERVICE_START, str(path)], capture_output=True, text=True, timeout=60)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_BOOKS_")}
+    if env is not None:
+        environ["TRIO_BOOKS_GC_THRESHOLD"] = env
+    out = subprocess.run([sys.executable, "-c", SERVICE_START, str(path)], capture_output=True, text=True, timeout=60, env=environ)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["threshold"] == (got["default"] if threshold is None else threshold)  # None: Python's own, untouched
