@@ -399,7 +399,7 @@ CATEGORIES = [
 ]
 
 
-STARTUP = ("_find_and_load", "on_snapshot", "_fetch_snapshot", "create_default_context", "open_connection", "http_client")
+STARTUP = ("_find_and_load", "tune_gc", "on_snapshot", "_fetch_snapshot", "create_default_context", "open_connection", "http_client")
 
 
 def summarize_profile(path: str) -> list[str]:
