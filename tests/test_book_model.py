@@ -132,3 +132,18 @@ def test_prices_beyond_a_double_stay_distinct_levels():
     assert book.top_bids() == [("1.0000000000000001", "2"), ("1", "1"), ("0.99999999999999999", "3")]
     book.apply([("1.00", "0")], [])
     assert book.top_bids() == [("1.0000000000000001", "2"), ("0.99999999999999999", "3")]
+
+
+def test_prices_longer_than_decimal_precision_stay_exact_on_both_sides():
+    # Decimal's unary minus rounds to the context's 28 digits: a negated key must not
+    # (two bids that differ in the 40th digit were once one level; a crossed book looked fine)
+    p1, p2 = "123456789012345678901234567890.1234567891", "123456789012345678901234567890.1234567892"
+    book = OrderBook()
+    book.apply([(p1, "1"), (p2, "2")], [(p1 + "5", "3"), (p2 + "5", "4")])
+    assert book.top_bids() == [(p2, "2"), (p1, "1")]
+    assert book.top_asks() == [(p1 + "5", "3"), (p2 + "5", "4")]
+    assert book.is_crossed()  # the best bid p2 is above the best ask p1…5
+    book.apply([(p2, "0")], [])
+    assert book.top_bids() == [(p1, "1")] and not book.is_crossed()
+    book.apply([], [(p1 + "5", "0"), (p1, "9")])  # an ask equal to the best bid crosses
+    assert book.top_asks() == [(p1, "9"), (p2 + "5", "4")] and book.is_crossed()

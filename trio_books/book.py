@@ -183,7 +183,11 @@ class OrderBook:
         """True when the best bid is at or above the best ask."""
         bids = self.bids._keys
         asks = self.asks._keys
-        return bool(bids) and bool(asks) and bids[-1] >= -asks[-1]
+        if not bids or not asks:
+            return False
+        if self._floats:
+            return bids[-1] >= -asks[-1]  # negating a float is exact
+        return bids[-1] >= asks[-1].copy_negate()  # a Decimal's unary minus rounds to the context's 28 digits
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)
@@ -256,7 +260,7 @@ def _new_key(book: OrderBook, price: str, negate: bool, cache: dict[str, _Key]) 
         else:
             key = f
     if negate:
-        key = -key
+        key = -key if type(key) is float else key.copy_negate()  # type: ignore[union-attr]  # exact (-Decimal rounds to 28 digits)
     if len(cache) >= book._cache_max:
         cache.clear()
     cache[price] = key
@@ -271,7 +275,7 @@ def _to_decimal_keys(book: OrderBook) -> None:
         dict.clear(side)
         for level in levels:
             key = Decimal(level[0])
-            dict.__setitem__(side, -key if negate else key, level)
+            dict.__setitem__(side, key.copy_negate() if negate else key, level)
         side._keys[:] = sorted(dict.keys(side))
         cache.clear()
 

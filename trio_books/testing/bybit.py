@@ -210,7 +210,6 @@ class FakeBybitSpot(FakeVenue):
             self.next_change(symbol)
             self._seq[symbol] += self.rng.randint(1, 5000)  # the cross sequence is not contiguous
             skip = symbol in self._skip
-            self._skip.discard(symbol)
             sends: list[tuple[FakeClient, str]] = []
             for topic in self._topics_of(symbol):
                 bids, asks = self._move_window(topic)
@@ -218,6 +217,9 @@ class FakeBybitSpot(FakeVenue):
                     continue  # the change was outside this window
                 self._u[topic] += 1
                 if skip:
+                    # the skip is spent only on an update some topic would have sent:
+                    # one outside every window is no message, so it can be no gap
+                    self._skip.discard(symbol)
                     self._hidden_topics.add(topic)
                     continue
                 if topic[1] == 1:
