@@ -49,6 +49,11 @@ class VenueConfig:
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
     healthy_after: float = 60.0
+    # the book failure domain: a book resynced more than this often within the
+    # window restarts its whole connection (a systematic fault must not hide)
+    book_resync_limit: int = 5
+    book_resync_window: float = 300.0
+    rejected_retry: float = 60.0  # first retry of a symbol the venue refused (doubles, up to an hour)
     options: Mapping[str, bool | int | float | str] = attrs.field(factory=dict)
 
 
@@ -280,10 +285,13 @@ def validate(config: Config) -> Config:
         _check_url(vc.ws_url, f"{key}.ws_url", ("ws", "wss"))
         _check_url(vc.rest_url, f"{key}.rest_url", ("http", "https"))
         for name in ("watchdog", "ping_interval", "pong_timeout", "connect_timeout", "sync_timeout",
-                     "snapshot_timeout", "backoff_base", "backoff_cap", "healthy_after"):
+                     "snapshot_timeout", "backoff_base", "backoff_cap", "healthy_after",
+                     "book_resync_window", "rejected_retry"):
             value = getattr(vc, name)
             if value is not None and not 0 < value <= 86_400:
                 raise ConfigError(f"{key}.{name}: must be a number of seconds above 0 and at most 86400, got {value}")
+        if not 1 <= vc.book_resync_limit <= 1000:
+            raise ConfigError(f"{key}.book_resync_limit: must be between 1 and 1000, got {vc.book_resync_limit}")
         if vc.backoff_base > vc.backoff_cap:
             raise ConfigError(f"{key}.backoff_base: must not exceed backoff_cap ({vc.backoff_cap}), got {vc.backoff_base}")
         for opt, value in vc.options.items():

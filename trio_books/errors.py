@@ -1,5 +1,12 @@
-"""Typed failures. Each one raised inside a connection attempt ends that attempt;
-the supervisor counts it under its ``reason`` and starts a fresh one."""
+"""Typed failures, in two failure domains.
+
+* Connection faults (:class:`AttemptFailure` and its subclasses other than
+  :class:`BookFault`): raised inside a connection attempt they end the attempt
+  as a whole; the supervisor counts it under its ``reason`` and starts a fresh one.
+* Book faults (:class:`BookFault`): one book failed a check, could not be
+  synced, or was refused by the venue. The book task marks that book not live
+  and resyncs it alone; every other book of the connection stays live.
+"""
 
 from __future__ import annotations
 
@@ -33,16 +40,57 @@ class AttemptFailure(TrioBooksError):
     reason: str = "error"
 
 
-class SequenceGap(AttemptFailure):
+class BookFault(AttemptFailure):
+    """A fault of one book (``symbol``): that book alone is resynced.
+
+    Parsers raise it (or return it among their items, for frames that carry
+    several symbols); the read loop hands it to the book task in order with
+    the events around it."""
+
+    def __init__(self, symbol: str, message: str) -> None:
+        super().__init__(f"{symbol}: {message}")
+        self.symbol = symbol
+
+
+class SequenceGap(BookFault):
+    """A break in one book's update-id chain."""
+
     reason = "gap"
 
 
-class ChecksumMismatch(AttemptFailure):
+class ChecksumMismatch(BookFault):
     reason = "checksum"
 
 
-class CrossedBook(AttemptFailure):
+class CrossedBook(BookFault):
     reason = "crossed"
+
+
+class SymbolRejected(BookFault):
+    """The venue refused one symbol (unknown, delisted, wrong notation): the book
+    is reported ``rejected`` with the venue's text and retried with a slow backoff."""
+
+    reason = "rejected"
+
+
+class SnapshotUnusable(BookFault):
+    """One symbol's REST snapshot could not be fetched or parsed."""
+
+    reason = "snapshot"
+
+
+class ConnectionGap(AttemptFailure):
+    """A break in a connection-wide sequence (Coinbase ``sequence_num``): every
+    book of the connection may have missed an event."""
+
+    reason = "gap"
+
+
+class ResyncLimit(AttemptFailure):
+    """One book needed too many resyncs within the window: a systematic fault
+    must not hide behind per-book retries, so the whole connection restarts."""
+
+    reason = "resync_limit"
 
 
 class StaleFeed(AttemptFailure):
@@ -77,6 +125,7 @@ class SnapshotFailed(AttemptFailure):
 
     reason = "snapshot"
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status

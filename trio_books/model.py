@@ -17,11 +17,16 @@ Level = tuple[str, str]
 
 
 class BookState(enum.Enum):
-    """Where a book stands. Only ``LIVE`` books are ever served as data."""
+    """Where a book stands. Only ``LIVE`` books are ever served as data.
+
+    ``STALE``: the book failed a check or its connection ended; it is being
+    rebuilt. ``REJECTED``: the venue refused the symbol (its text is the
+    book's ``error``); it is retried with a slow backoff."""
 
     SYNCING = "syncing"
     LIVE = "live"
     STALE = "stale"
+    REJECTED = "rejected"
 
 
 class Verdict(enum.Enum):

@@ -34,11 +34,14 @@ class VenueStatistics:
     last_message_age_s: float | None
     last_error: str | None
     books: dict[str, str]
+    book_resyncs: dict[str, int]  # resyncs of single books, by reason (the connection went on)
+    book_errors: dict[str, str]  # why each book that is not live is not (its last fault, or the venue's refusal)
 
 
 def venue_state(store: BookStore, venue: str) -> str:
     """``live`` (every book live), ``degraded`` (failing again and again),
-    ``syncing`` or ``stale``."""
+    ``stale`` (some book is being rebuilt), ``rejected`` (the venue refused some
+    symbol) or ``syncing``."""
     stats = store.venues[venue]
     states = [store.state(venue, s) for s in store.symbols(venue)]
     if states and all(s is BookState.LIVE for s in states):
@@ -47,6 +50,8 @@ def venue_state(store: BookStore, venue: str) -> str:
         return "degraded"
     if any(s is BookState.STALE for s in states):
         return "stale"
+    if any(s is BookState.REJECTED for s in states):
+        return "rejected"
     return "syncing"
 
 
@@ -70,6 +75,9 @@ def venue_statistics(store: BookStore, venue: str) -> VenueStatistics:
         last_message_age_s=age,
         last_error=st.last_error,
         books={s: store.state(venue, s).value for s in store.symbols(venue)},
+        book_resyncs=dict(st.book_resyncs),
+        book_errors={e.symbol: e.error for e in store.entries()
+                     if e.venue == venue and e.error is not None and e.state is not BookState.LIVE},
     )
 
 

@@ -1,16 +1,19 @@
-"""One connection attempt: connect, subscribe, read, heartbeat, sync books.
+"""One connection attempt: the connection failure domain.
 
 Everything of an attempt lives in one nursery: the read loop, the heartbeat
-task, the book task and its REST snapshot tasks. Any of them failing ends the
-whole attempt; nothing of it outlives the attempt (the update channel and the
-sequencers die with it, so no event of an old connection can reach a book).
+task, the subscription sender, and the book task with its REST snapshot tasks
+(:mod:`trio_books.keeper`, the book failure domain). A connection fault — a
+close, a stale heartbeat, an overflow, an unparseable frame, a connection-wide
+sequence break — raised by any of them ends the whole attempt, and every book
+of the attempt is marked not live in the very step the task raised (before the
+socket's close handshake, before any reader can run). Nothing of an attempt
+outlives it: the update channel and the sequencers die with it, so no event of
+an old connection can reach a book.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,21 +23,14 @@ import trio
 
 from .backoff import AttemptBudget
 from .config import ServiceConfig, VenueConfig
-from .errors import AttemptFailure, BadFrame, ChannelOverflow, SequenceGap, SnapshotFailed, StaleFeed
+from .errors import AttemptFailure, BadFrame, BookFault, ChannelOverflow, StaleFeed
 from .heartbeat import Liveness, enforce_heartbeat
+from .keeper import BookKeeper, SyncTimeout
 from .model import Beat, BookState, Delta, Reply, Snapshot, Unrequested
+from .rest import RestLimiter
 from .store import BookStore, VenueStats
-from .sync import SnapshotTooOld, SymbolSync
-from .transport import Connection, fetch, open_connection
+from .transport import Connection, open_connection
 from .venues import ConnectionSpec, FeedProtocol, Heartbeat, Venue
-
-FIRST_SNAPSHOT_DELAY = 1.0
-"""REST venues: fetch a symbol's snapshot at its first event, or after this long."""
-MAX_SNAPSHOT_REFETCH = 3
-
-
-class SyncTimeout(AttemptFailure):
-    reason = "sync_timeout"
 
 
 class NoData(AttemptFailure):
@@ -51,9 +47,10 @@ class VenueRuntime:
     store: BookStore
     stats: VenueStats
     http: httpx.AsyncClient | None = None
-    rest_limiter: "RestLimiter | None" = None
+    rest_limiter: RestLimiter | None = None
     connect_budget: AttemptBudget | None = None
     recorder: Any = None
+    rejected_delay: dict[str, float] = attrs.field(factory=dict)  # a refused symbol's next retry delay
 
     @property
     def depth(self) -> int:
@@ -74,41 +71,6 @@ class VenueRuntime:
         )
 
 
-class RestLimiter:
-    """Paces REST snapshots to a venue's request-weight budget, shared by all
-    the venue's connections: a sliding 60 s window, so no minute — however it
-    is aligned — ever carries more weight than the venue allows. A 429/418
-    blocks everyone on the venue until its ``Retry-After`` has passed."""
-
-    WINDOW = 60.0
-
-    def __init__(self, weight_per_minute: int) -> None:
-        self.limit = weight_per_minute
-        self.spent: deque[tuple[float, int]] = deque()
-        self.total = 0
-        self.lock = trio.Lock()
-        self.blocked_until = -math.inf
-
-    def block(self, seconds: float) -> None:
-        self.blocked_until = max(self.blocked_until, trio.current_time() + seconds)
-
-    async def acquire(self, weight: int) -> None:
-        weight = min(weight, self.limit)
-        async with self.lock:
-            while True:
-                now = trio.current_time()
-                if now < self.blocked_until:
-                    await trio.sleep_until(self.blocked_until)
-                    continue
-                while self.spent and self.spent[0][0] <= now - self.WINDOW:
-                    self.total -= self.spent.popleft()[1]
-                if self.total + weight <= self.limit:
-                    self.spent.append((now, weight))
-                    self.total += weight
-                    return
-                await trio.sleep_until(self.spent[0][0] + self.WINDOW)
-
-
 async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
     """Run one connection for ``symbols`` until it fails. Always ends by raising."""
     venue = rt.venue
@@ -116,6 +78,7 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
     proto = venue.connect(spec)
     recorder = rt.recorder
     rec_id = recorder.new_connection(venue.id, proto.url, spec) if recorder is not None else 0
+    guard = FailFast(rt.store, venue.id, symbols)
     async with open_connection(
         proto.url,
         max_message_size=venue.max_message_size,
@@ -129,19 +92,80 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
             now = trio.current_time()
             live = Liveness(last_frame=now, last_beat=now)
             send, recv = trio.open_memory_channel[list](rt.service.channel_capacity)
+            out_send, out_recv = trio.open_memory_channel[Any](math.inf)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_read_loop, conn, proto, send, live, rt, rec_id, name=f"{venue.id}:read")
-                nursery.start_soon(enforce_heartbeat, conn, rt.heartbeat(), live, name=f"{venue.id}:heartbeat")
-                for i, frame in enumerate(proto.subscribe()):
-                    if i and venue.subscribe_spacing:
-                        await trio.sleep(venue.subscribe_spacing)
-                    await conn.send(frame)
-                    if recorder is not None:
-                        recorder.frame(venue.id, rec_id, "tx", frame)
-                log.debug("subscribed {}", ", ".join(symbols))
-                nursery.start_soon(_maintain_books, recv, send, proto, rt, nursery, log, rec_id, name=f"{venue.id}:books")
+                spawn = guard.spawner(nursery)
+                keeper = BookKeeper(rt, proto, out_send, send, spawn, log, rec_id)
+                # the book task and the reader drain from before the first subscribe frame
+                spawn(keeper.run, recv, name=f"{venue.id}:books")
+                spawn(_read_loop, conn, proto, send, live, rt, rec_id, name=f"{venue.id}:read")
+                spawn(enforce_heartbeat, conn, rt.heartbeat(), live, name=f"{venue.id}:heartbeat")
+                spawn(keeper.enforce_deadlines, name=f"{venue.id}:sync-deadlines")
+                if proto.rest_snapshots:
+                    spawn(keeper.fetch_quiet_books, name=f"{venue.id}:quiet-books")
+                subscriptions = proto.subscribe()
+                named = {s for sub in subscriptions for s in sub.symbols}
+                keeper.requested([s for s in symbols if s not in named])  # subscribed by the URL itself
+                for sub in subscriptions:
+                    out_send.send_nowait(sub)
+                spawn(_send_subscriptions, conn, out_recv, keeper, rt, rec_id, name=f"{venue.id}:subscribe")
         finally:
             rt.stats.connected -= 1
+
+
+class FailFast:
+    """Marks every book of an attempt stale the moment any task of it raises.
+
+    Each task of the attempt runs inside it (:meth:`spawner`); its ``__exit__``
+    runs in the same scheduling step as the ``raise``, so no reader — HTTP,
+    ``/ws``, the library, the Redis sink — can see a book of a dying connection
+    as live, not even during the socket's close handshake. Cancellation alone
+    (another task failed first, or shutdown) changes nothing."""
+
+    def __init__(self, store: BookStore, venue: str, symbols: Sequence[str]) -> None:
+        self.store, self.venue, self.symbols = store, venue, symbols
+
+    def __enter__(self) -> "FailFast":
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None and not _only_cancelled(exc):
+            self.store.set_state(self.venue, self.symbols, BookState.STALE)
+        return False
+
+    def spawner(self, nursery: trio.Nursery):
+        def spawn(fn, *args: Any, name: str) -> None:
+            async def guarded() -> None:
+                with self:
+                    await fn(*args)
+
+            nursery.start_soon(guarded, name=name)
+
+        return spawn
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
+
+
+async def _send_subscriptions(conn: Connection, outbox: trio.MemoryReceiveChannel, keeper: BookKeeper,
+                              rt: VenueRuntime, rec_id: int = 0) -> None:
+    """Send subscription frames (the first ones, then per-book resubscriptions)
+    paced by the venue's ``subscribe_spacing``; each book's sync clock starts
+    when the frame naming it goes out."""
+    spacing = rt.venue.subscribe_spacing
+    last = -math.inf
+    async for sub in outbox:
+        wait = last + spacing - trio.current_time()
+        if wait > 0:
+            await trio.sleep(wait)
+        await conn.send(sub.frame)
+        last = trio.current_time()
+        if rt.recorder is not None:
+            rt.recorder.frame(rt.venue.id, rec_id, "tx", sub.frame)
+        keeper.requested(sub.symbols)
 
 
 async def _read_loop(
@@ -176,6 +200,8 @@ async def _read_loop(
                 recorder.frame(rt.venue.id, rec_id, "rx", raw)
             try:  # parse_frame(), inlined: one call less per frame on the hot path
                 items = parse(raw)
+            except BookFault as exc:  # one book's fault: in order with the events, to the book task
+                items = (exc,)
             except AttemptFailure:
                 raise
             except Exception as exc:
@@ -192,6 +218,8 @@ async def _read_loop(
                     live.last_beat = now
                 elif kind is Unrequested:
                     stats.ignored["unrequested"] += 1
+                elif isinstance(item, BookFault):  # one book's fault, in a frame that carries several books
+                    batch.append(item)
         if batch:
             got_event = True
             try:
@@ -228,148 +256,4 @@ def _excerpt(raw: str | bytes) -> str:
     return text[:80] + ("…" if len(text) > 80 else "")
 
 
-async def _maintain_books(
-    recv: trio.MemoryReceiveChannel,
-    send: trio.MemorySendChannel,
-    proto: FeedProtocol,
-    rt: VenueRuntime,
-    nursery: trio.Nursery,
-    log,
-    rec_id: int = 0,
-) -> None:
-    """The book task: sequence and apply events; publish books once synced."""
-    venue_id = rt.venue.id
-    store = rt.store
-    depth = rt.depth
-    ignored = rt.stats.ignored
-    syncs = {s: SymbolSync(s, depth, proto.new_sequencer(s), proto.verify, proto.rest_snapshots, ignored) for s in proto.symbols}
-    entries = {s: store.entry(venue_id, s) for s in proto.symbols}
-    fetching: set[str] = set()
-    refetches: dict[str, int] = {}
-    pending = set(proto.symbols)
-
-    def request_snapshot(symbol: str) -> None:
-        if symbol not in fetching:
-            fetching.add(symbol)
-            nursery.start_soon(_fetch_snapshot, proto, symbol, send, rt, rec_id, sent_at, name=f"{venue_id}:snapshot:{symbol}")
-
-    if proto.rest_snapshots:
-        async def fetch_quiet_symbols() -> None:
-            await trio.sleep(FIRST_SNAPSHOT_DELAY)
-            for s in list(pending):
-                request_snapshot(s)
-        nursery.start_soon(fetch_quiet_symbols)
-
-    sent_at: dict[str, float] | None = {} if proto.rest_snapshots else None
-    nursery.start_soon(_sync_deadline, rt, pending, sent_at, name=f"{venue_id}:sync-deadline")
-
-    async for batch in recv:
-        touched: set[str] = set()
-        for event in batch:
-            sync = syncs.get(event.symbol)
-            if sync is None:  # a symbol this connection did not ask for
-                ignored["unrequested"] += 1
-                continue
-            if type(event) is Delta:
-                if sync.on_delta(event):
-                    touched.add(event.symbol)
-                elif not sync.live and sync.rest:
-                    request_snapshot(event.symbol)
-                continue
-            # a snapshot (from REST, or pushed on the socket)
-            fetching.discard(event.symbol)
-            try:
-                sync.on_snapshot(event)
-            except SnapshotTooOld:
-                n = refetches[event.symbol] = refetches.get(event.symbol, 0) + 1
-                if n > MAX_SNAPSHOT_REFETCH:
-                    raise SequenceGap(f"{event.symbol}: {n} snapshots in a row were older than the stream") from None
-                log.debug("{}: snapshot older than the first buffered event; fetching again", event.symbol)
-                request_snapshot(event.symbol)
-                continue
-            touched.add(event.symbol)
-            if event.symbol in pending:
-                pending.discard(event.symbol)
-                store.publish(venue_id, event.symbol, sync.book)
-                store.set_state(venue_id, [event.symbol], BookState.LIVE)
-                log.info("{} live ({} bids, {} asks)", event.symbol, len(sync.book.bids), len(sync.book.asks))
-            elif entries[event.symbol].book is not sync.book:
-                store.publish(venue_id, event.symbol, sync.book)
-        now = time.time()
-        latency = rt.stats.latency
-        for symbol in touched:
-            sync = syncs[symbol]
-            if sync.live:
-                store.touched(entries[symbol], sync.update_id, sync.exchange_ts)
-                if sync.exchange_ts is not None:
-                    latency.observe(now - sync.exchange_ts)
-        rt.stats.channel_used = recv.statistics().current_buffer_used
-
-
-async def _sync_deadline(rt: VenueRuntime, pending: set[str], sent_at: dict[str, float] | None) -> None:
-    """Every book of the attempt must go live within ``sync_timeout``.
-
-    With REST snapshots the clock of a symbol starts when its snapshot request
-    is actually sent: a symbol waiting for the venue's request budget is being
-    paced, not failing (otherwise a storm of resyncs would feed itself)."""
-    limit = rt.cfg.sync_timeout
-    started = trio.current_time()
-    while pending:
-        now = trio.current_time()
-        deadlines = []
-        for symbol in pending:
-            if sent_at is None:
-                deadlines.append(started + limit)
-            elif symbol in sent_at:
-                deadlines.append(sent_at[symbol] + limit)
-        late = [d for d in deadlines if d <= now]
-        if late:
-            raise SyncTimeout(f"not live within {limit:g} s: {', '.join(sorted(pending))}")
-        with trio.move_on_at(min(deadlines) if deadlines else now + 1.0):
-            await rt.store.wait_change()
-
-
-async def _fetch_snapshot(
-    proto: FeedProtocol, symbol: str, send: trio.MemorySendChannel, rt: VenueRuntime, rec_id: int = 0,
-    sent_at: dict[str, float] | None = None,
-) -> None:
-    """Fetch one REST snapshot (paced by the venue's budget) and post it to the
-    book task through the update channel, in order with the stream."""
-    assert rt.http is not None
-    budget = rt.venue.rest_budget
-    if rt.rest_limiter is not None and budget is not None:
-        await rt.rest_limiter.acquire(budget.snapshot_weight(rt.depth))
-    url = proto.snapshot_url(symbol)
-    if sent_at is not None:
-        sent_at[symbol] = trio.current_time()
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            body = await fetch(rt.http, url, timeout=rt.cfg.snapshot_timeout)
-            break
-        except SnapshotFailed as exc:
-            rt.stats.rest_errors += 1
-            if exc.retry_after is not None and rt.rest_limiter is not None:
-                rt.rest_limiter.block(exc.retry_after)
-            # 429/418 (told to wait) or repeated failures end the attempt; the
-            # supervisor waits out Retry-After before the next one.
-            if exc.retry_after is not None or attempts >= 3:
-                raise
-            await trio.sleep(0.5 * attempts)
-    rt.stats.snapshots_fetched += 1
-    if rt.recorder is not None:
-        rt.recorder.frame(rt.venue.id, rec_id, "rest", body, url=url, symbol=symbol)
-    try:
-        snap = proto.parse_snapshot(symbol, body)
-    except AttemptFailure:
-        raise
-    except Exception as exc:
-        raise BadFrame(f"bad snapshot for {symbol} ({type(exc).__name__}: {str(exc)[:120]})") from None
-    try:
-        send.send_nowait([snap])
-    except trio.WouldBlock:
-        raise ChannelOverflow("update channel full when the snapshot arrived") from None
-
-
-__all__ = ["NoData", "RestLimiter", "StaleFeed", "SyncTimeout", "VenueRuntime", "run_attempt"]
+__all__ = ["FailFast", "NoData", "RestLimiter", "StaleFeed", "SyncTimeout", "VenueRuntime", "run_attempt"]

@@ -66,6 +66,10 @@ class BookEntry:
     received_ts: float | None = None  # wall clock, for users
     applied_at: float | None = None  # trio clock, for book age
     live_since: float | None = None
+    # the book failure domain: resyncs of this book alone, by reason, and the
+    # last fault (or the venue's refusal, while ``REJECTED``)
+    resyncs: Counter = attrs.field(factory=Counter)
+    error: str | None = None
     _changed: trio.Event | None = None
 
     def notify(self) -> None:
@@ -124,10 +128,15 @@ class VenueStats:
     channel_capacity: int = 0
     last_error: str | None = None
     latency: "LatencyHistogram" = attrs.field(factory=lambda: LatencyHistogram())
+    # resyncs of single books (the connection went on), by reason
+    book_resyncs: Counter = attrs.field(factory=Counter)
 
     @property
     def resyncs(self) -> int:
-        return sum(n for reason, n in self.failures.items() if reason in INTEGRITY_REASONS)
+        """Rebuilds: single books (any book fault but a refusal), plus whole
+        connections ended by a connection-wide integrity failure."""
+        attempts = sum(n for reason, n in self.failures.items() if reason in INTEGRITY_REASONS)
+        return attempts + sum(n for reason, n in self.book_resyncs.items() if reason != "rejected")
 
 
 class BookStore:
@@ -183,12 +192,16 @@ class BookStore:
         await self._any_change.wait()
 
     # --- writing (sessions only) ---------------------------------------------------
-    def set_state(self, venue: str, symbols: Iterable[str], state: BookState) -> list[str]:
-        """Set books' state; returns the symbols whose state changed."""
+    def set_state(self, venue: str, symbols: Iterable[str], state: BookState, error: str | None = None) -> list[str]:
+        """Set books' state (synchronously: no reader can run in between);
+        returns the symbols whose state changed. ``error`` is kept with a
+        ``STALE``/``REJECTED`` book for /health and /venues."""
         changed = []
         now = trio.current_time()
         for symbol in symbols:
             e = self._books[(venue, symbol)]
+            if error is not None:
+                e.error = error
             if e.state is not state:
                 e.state = state
                 changed.append(symbol)

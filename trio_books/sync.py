@@ -60,7 +60,7 @@ class SymbolSync:
         if not self.live:
             if self.rest:
                 if len(self.buffer) >= MAX_BUFFERED:
-                    raise SequenceGap(f"{self.symbol}: {MAX_BUFFERED} deltas buffered and no snapshot yet")
+                    raise SequenceGap(self.symbol, f"{MAX_BUFFERED} deltas buffered and no snapshot yet")
                 self.buffer.append(delta)
             else:  # the socket snapshot that comes will replace the book
                 self.ignored["before_snapshot"] += 1
@@ -72,7 +72,7 @@ class SymbolSync:
         if verdict is Verdict.SKIP:
             self.ignored["already_applied"] += 1
             return False
-        raise SequenceGap(f"{self.symbol}: gap at {_ids(delta)}")
+        raise SequenceGap(self.symbol, f"gap at {_ids(delta)}")
 
     def on_snapshot(self, snap: Snapshot) -> bool:
         """Load ``snap`` (and replay the buffer). Raises :class:`SnapshotTooOld`."""
@@ -84,7 +84,7 @@ class SymbolSync:
         if snap.exchange_ts is not None:
             self.exchange_ts = snap.exchange_ts
         if snap.checksum is not None and not self.verify(self.book, snap):
-            raise ChecksumMismatch(f"{self.symbol}: snapshot checksum {snap.checksum} does not match")
+            raise ChecksumMismatch(self.symbol, f"snapshot checksum {snap.checksum} does not match")
         self._check_crossed()
         self.buffer = []
         self.live = True
@@ -93,7 +93,7 @@ class SymbolSync:
             if verdict is Verdict.APPLY:
                 self._apply(delta)
             elif verdict is Verdict.GAP:
-                raise SequenceGap(f"{self.symbol}: buffered stream does not continue the snapshot at {_ids(delta)}")
+                raise SequenceGap(self.symbol, f"buffered stream does not continue the snapshot at {_ids(delta)}")
             else:  # buffered events the snapshot already contains: the documented drop
                 self.ignored["already_applied"] += 1
         return True
@@ -106,7 +106,7 @@ class SymbolSync:
         if delta.exchange_ts is not None:
             self.exchange_ts = delta.exchange_ts
         if delta.checksum is not None and not self.verify(book, delta):
-            raise ChecksumMismatch(f"{self.symbol}: checksum {delta.checksum} does not match at {_ids(delta)}")
+            raise ChecksumMismatch(self.symbol, f"checksum {delta.checksum} does not match at {_ids(delta)}")
         if book.is_crossed():
             self._crossed()
 
@@ -116,7 +116,7 @@ class SymbolSync:
 
     def _crossed(self) -> None:
         bid, ask = self.book.best_bid(), self.book.best_ask()
-        raise CrossedBook(f"{self.symbol}: crossed book, best bid {bid and bid[0]} >= best ask {ask and ask[0]}")
+        raise CrossedBook(self.symbol, f"crossed book, best bid {bid and bid[0]} >= best ask {ask and ask[0]}")
 
 
 def _ids(delta: Delta) -> str:

@@ -166,7 +166,7 @@ async def fetch(client: httpx.AsyncClient, url: str, *, timeout: float) -> bytes
         retry = _retry_after(resp)
         if resp.status_code == 418 and retry is None:
             retry = 120.0  # Binance: an IP ban lasts 2 minutes at least
-        raise SnapshotFailed(f"snapshot HTTP {resp.status_code}: {resp.text[:160]!r}", retry_after=retry)
+        raise SnapshotFailed(f"snapshot HTTP {resp.status_code}: {resp.text[:160]!r}", retry_after=retry, status=resp.status_code)
     return resp.content
 
 

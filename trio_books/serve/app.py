@@ -35,6 +35,14 @@ def _error(status: int, message: str, **extra: Any) -> JSON:
     return JSON({"error": message, **extra}, status_code=status)
 
 
+def _book_health(e: Any) -> dict[str, Any]:
+    """One book's failure domain at a glance: state, resyncs by reason, why it is not live."""
+    out: dict[str, Any] = {"state": e.state.value, "resyncs": dict(e.resyncs)}
+    if e.error is not None and e.state is not BookState.LIVE:
+        out["error"] = e.error
+    return out
+
+
 def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlette:
     """The API over ``store``: ``/health``, ``/venues``, ``/books/{venue}/{symbol}``,
     ``/metrics`` (Prometheus) and ``/ws`` (streaming)."""
@@ -62,6 +70,8 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
                 "ignored": st.ignored,
                 "last_error": st.last_error,
                 "books": st.books,
+                "book_resyncs": st.book_resyncs,
+                "book_errors": st.book_errors,
             }
             any_live = any_live or any(s == BookState.LIVE.value for s in st.books.values())
             degraded = degraded or st.state != "live"
@@ -79,6 +89,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             out[venue] = {
                 "state": venue_statistics(store, venue).state,
                 "symbols": {s: store.state(venue, s).value for s in store.symbols(venue)},
+                "books": {e.symbol: _book_health(e) for e in store.entries() if e.venue == venue},
             }
         return JSON({"venues": out})
 

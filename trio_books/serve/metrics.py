@@ -13,7 +13,7 @@ from ..model import BookState
 from ..store import LATENCY_BUCKETS, BookStore
 
 REASONS = ("gap", "checksum", "crossed", "heartbeat", "overflow", "close", "error", "bad_frame",
-           "rejected", "snapshot", "sync_timeout", "no_data")
+           "rejected", "snapshot", "sync_timeout", "no_data", "resync_limit")
 
 
 class ClientCounts:
@@ -37,7 +37,11 @@ class StoreCollector:
         nbytes = CounterMetricFamily("trio_books_received_bytes", "WebSocket payload bytes received", labels=["venue"])
         reconnects = CounterMetricFamily("trio_books_reconnects", "Connection attempts after the first", labels=["venue"])
         ended = CounterMetricFamily("trio_books_attempt_failures", "Connection attempts ended, by reason", labels=["venue", "reason"])
-        resyncs = CounterMetricFamily("trio_books_resyncs", "Books rebuilt after an integrity failure, by reason", labels=["venue", "reason"])
+        resyncs = CounterMetricFamily("trio_books_resyncs", "Books rebuilt after an integrity failure (single books and whole connections), by reason", labels=["venue", "reason"])
+        book_resyncs = CounterMetricFamily("trio_books_book_resyncs", "Faults of single books (each resynced alone; rejected: refused by the venue), by book and reason",
+                                           labels=["venue", "symbol", "reason"])
+        book_error = GaugeMetricFamily("trio_books_book_error_info", "1 for a book that is not live, with why (its last fault or the venue's refusal)",
+                                       labels=["venue", "symbol", "reason", "error"])
         parse_errors = CounterMetricFamily("trio_books_parse_errors", "Frames that could not be parsed", labels=["venue"])
         snapshots = CounterMetricFamily("trio_books_rest_snapshots", "REST snapshots fetched", labels=["venue"])
         rest_errors = CounterMetricFamily("trio_books_rest_errors", "REST snapshot requests that failed (HTTP errors, timeouts)", labels=["venue"])
@@ -63,8 +67,8 @@ class StoreCollector:
             reconnects.add_metric([venue], st.reconnects)
             for reason in REASONS:
                 ended.add_metric([venue, reason], st.failures.get(reason, 0))
-                if reason in INTEGRITY_REASONS:
-                    resyncs.add_metric([venue, reason], st.failures.get(reason, 0))
+                if reason in INTEGRITY_REASONS or reason == "snapshot":
+                    resyncs.add_metric([venue, reason], st.failures.get(reason, 0) + st.book_resyncs.get(reason, 0))
             parse_errors.add_metric([venue], st.failures.get("bad_frame", 0))
             snapshots.add_metric([venue], st.snapshots_fetched)
             rest_errors.add_metric([venue], st.rest_errors)
@@ -85,7 +89,12 @@ class StoreCollector:
                 state.add_metric([e.venue, e.symbol, s.value], 1.0 if e.state is s else 0.0)
             if e.applied_at is not None and now is not None:
                 age.add_metric([e.venue, e.symbol], max(0.0, now - e.applied_at))
-        yield from (frames, nbytes, reconnects, ended, resyncs, parse_errors, snapshots, rest_errors, ignored, connected,
+            for reason, n in e.resyncs.items():
+                book_resyncs.add_metric([e.venue, e.symbol, reason], n)
+            if e.error is not None and e.state is not BookState.LIVE:
+                reason, _, text = e.error.partition(": ")
+                book_error.add_metric([e.venue, e.symbol, reason, text[:160]], 1.0)
+        yield from (frames, nbytes, reconnects, ended, resyncs, book_resyncs, book_error, parse_errors, snapshots, rest_errors, ignored, connected,
                     occupancy, high, capacity, state, age, latency)
         requests = CounterMetricFamily("trio_books_http_requests", "HTTP API requests served")
         requests.add_metric([], self.clients.http_requests)

@@ -15,7 +15,7 @@ import httpx
 import trio
 
 from ..book import levels_equal
-from ..model import Level
+from ..model import BookState, Level
 from ._base import FakeVenue
 
 
@@ -61,6 +61,42 @@ async def converge(
                              f"  got  {got!r}\n  want {want!r}")
     finally:
         fake.paused = was_paused
+
+
+class LiveWatch(trio.abc.Instrument):
+    """Checks books at every scheduling point of the run (a Trio instrument):
+    ``watched`` books must be live at every step while :attr:`armed`, and no
+    book served as live may fail ``served_ok(entry)`` at any step (e.g. "is not
+    crossed"). Violations are recorded, never raised (Trio would drop an
+    instrument that raises). Use as ``with LiveWatch(books.store, ...) as w:``."""
+
+    def __init__(self, store, venue: str, watched=(), served_ok: Callable[[Any], bool] | None = None) -> None:
+        self.store, self.venue, self.watched = store, venue, tuple(watched)
+        self.served_ok = served_ok
+        self.armed = True
+        self.steps = 0
+        self.not_live: list[tuple[float, str, str]] = []  # (time, symbol, state) of a watched book
+        self.bad_served: list[tuple[float, str]] = []  # (time, symbol) of a live book failing served_ok
+
+    def after_task_step(self, task) -> None:
+        self.steps += 1
+        live = BookState.LIVE
+        if self.armed:
+            for symbol in self.watched:
+                e = self.store.entry(self.venue, symbol)
+                if e.state is not live:
+                    self.not_live.append((trio.current_time(), symbol, e.state.value))
+        if self.served_ok is not None:
+            for e in self.store.entries():
+                if e.venue == self.venue and e.state is live and e.book is not None and not self.served_ok(e):
+                    self.bad_served.append((trio.current_time(), e.symbol))
+
+    def __enter__(self) -> "LiveWatch":
+        trio.lowlevel.add_instrument(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        trio.lowlevel.remove_instrument(self)
 
 
 def view_top(books, venue: str, symbol: str, n: int = 20) -> Callable[[], tuple[list[Level], list[Level]] | None]:

@@ -4,24 +4,31 @@ A venue module builds one :class:`Venue` value. The session code drives it:
 
 1. ``venue.connect(spec)`` gives a fresh :class:`FeedProtocol` for one
    connection attempt (its state dies with the attempt);
-2. the session opens ``proto.url``, sends ``proto.subscribe()``;
+2. the session opens ``proto.url``, sends ``proto.subscribe()`` (each
+   :class:`Subscription` names the symbols its frame subscribes: their sync
+   clocks start when it goes out);
 3. every frame goes through ``proto.parse(raw)`` which returns
    :class:`~trio_books.model.Snapshot`/:class:`~trio_books.model.Delta` events
    and control items (:class:`~trio_books.model.Reply` to send back,
-   :data:`~trio_books.model.BEAT` for heartbeat evidence), or raises an
-   :class:`~trio_books.errors.AttemptFailure` (gap, rejection, bad frame ...);
+   :data:`~trio_books.model.BEAT` for heartbeat evidence). A fault of one book
+   (a symbol refused, a break in that book's chain) is a
+   :class:`~trio_books.errors.BookFault`, raised or returned among the items;
+   anything else it raises (:class:`~trio_books.errors.AttemptFailure`: a bad
+   frame, a refusal of the whole request ...) ends the connection attempt;
 4. when ``proto.rest_snapshots`` is true the core fetches
    ``proto.snapshot_url(symbol)`` over HTTP and hands the body to
    ``proto.parse_snapshot``; deltas are buffered until it arrives;
 5. each symbol's deltas are checked by ``proto.new_sequencer(symbol)``;
    after every applied event ``proto.verify(book, event)`` checks the venue's
-   checksum (return ``True`` where the venue has none).
+   checksum (return ``True`` where the venue has none);
+6. a book that failed is resynced alone: REST venues fetch its snapshot
+   again; the others send ``proto.resubscribe(symbol)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import attrs
 
@@ -68,6 +75,13 @@ class ConnectionSpec:
     options: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+class Subscription(NamedTuple):
+    """One frame to send and the symbols it (un)subscribes."""
+
+    frame: str
+    symbols: tuple[str, ...]
+
+
 class Sequencer(Protocol):
     """Per-symbol chain rule (update ids, sequence numbers)."""
 
@@ -86,7 +100,13 @@ class FeedProtocol(Protocol):
     symbols: Sequence[str]
     rest_snapshots: bool
 
-    def subscribe(self) -> list[str]: ...
+    def subscribe(self) -> list[Subscription]: ...
+
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription] | None:
+        """The frames that rebuild one book on the live connection: unsubscribe
+        (when ``unsubscribe``; a refused symbol was never subscribed) then
+        subscribe its topic; ``[]`` where the next push is a full snapshot
+        anyway; ``None`` where the venue has no per-book path."""
 
     def parse(self, raw: str | bytes) -> list[Parsed]: ...
 

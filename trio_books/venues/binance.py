@@ -31,7 +31,7 @@ import orjson
 from ..book import OrderBook
 from ..errors import BadFrame, VenueClosed, VenueRejected
 from ..model import UNREQUESTED, Delta, Snapshot, Verdict
-from ._spec import ConnectionSpec, Heartbeat, RestBudget, Venue
+from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
 STREAMS_IN_URL: Final = 100
 """Streams named in the connection URL; the rest are added with SUBSCRIBE frames."""
@@ -189,13 +189,21 @@ class BinanceFeed:
         self.url = f"{spec.ws_base}{flavor.route}/stream?streams=" + "/".join(streams[:STREAMS_IN_URL])
         self._next_id = 1
 
-    def subscribe(self) -> list[str]:
-        frames = []
-        rest = self._streams_later
-        for i in range(0, len(rest), STREAMS_PER_SUBSCRIBE):
-            frames.append(orjson.dumps({"method": "SUBSCRIBE", "params": rest[i : i + STREAMS_PER_SUBSCRIBE], "id": self._next_id}).decode())
+    def subscribe(self) -> list[Subscription]:
+        """SUBSCRIBE frames for the streams past the URL's first :data:`STREAMS_IN_URL`."""
+        subs = []
+        later = self.symbols[STREAMS_IN_URL:]
+        for i in range(0, len(later), STREAMS_PER_SUBSCRIBE):
+            chunk = later[i : i + STREAMS_PER_SUBSCRIBE]
+            params = self._streams_later[i : i + STREAMS_PER_SUBSCRIBE]
+            subs.append(Subscription(orjson.dumps({"method": "SUBSCRIBE", "params": params, "id": self._next_id}).decode(), tuple(chunk)))
             self._next_id += 1
-        return frames
+        return subs
+
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> None:
+        """Never asked: a REST venue's book is rebuilt from a new REST snapshot
+        while its stream stays subscribed (the documented per-symbol resync)."""
+        return None
 
     def parse(self, raw: str | bytes) -> list:
         """One frame → ``[Delta]``, ``[UNREQUESTED]`` or ``[]`` (acks, other events).

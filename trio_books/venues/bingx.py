@@ -45,7 +45,7 @@ import orjson
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, SnapshotFailed, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Reply, Snapshot, Verdict
-from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
+from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
 DEPTHS: Final = (5, 10, 20, 50, 100)
 """The levels ``@depth<L>`` accepts on spot."""
@@ -95,7 +95,7 @@ class NeverBack:
         uid = snap.update_id
         if uid is not None:
             if self.last is not None and uid < self.last:
-                raise SequenceGap(f"{snap.symbol}: lastUpdateId went back from {self.last} to {uid}")
+                raise SequenceGap(snap.symbol, f"lastUpdateId went back from {self.last} to {uid}")
             self.last = uid
         return True
 
@@ -119,13 +119,19 @@ class BingxFeed:
         self._topic_by_id: dict[str, str] = {}
         self._acked: set[str] = set()
 
-    def subscribe(self) -> list[str]:
-        frames = []
-        for topic in self._by_topic:
-            req_id = str(uuid.uuid4())
-            self._topic_by_id[req_id] = topic
-            frames.append(orjson.dumps({"id": req_id, "reqType": "sub", "dataType": topic}).decode())
-        return frames
+    def subscribe(self) -> list[Subscription]:
+        """One ``sub`` request per topic (BingX takes one ``dataType`` per request)."""
+        return [self._sub(topic) for topic in self._by_topic]
+
+    def _sub(self, topic: str) -> Subscription:
+        req_id = str(uuid.uuid4())
+        self._topic_by_id[req_id] = topic
+        return Subscription(orjson.dumps({"id": req_id, "reqType": "sub", "dataType": topic}).decode(), (self._by_topic[topic],))
+
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
+        """A failed book needs nothing sent: every push is a full snapshot, and the
+        next good one rebuilds it. A refused topic is asked for again."""
+        return [] if unsubscribe else [self._sub(f"{symbol.upper()}@depth{self.spec.depth}")]
 
     def parse(self, raw: str | bytes) -> list[Parsed]:
         if not isinstance(raw, (bytes, bytearray)):

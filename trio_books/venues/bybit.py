@@ -39,7 +39,7 @@ import orjson
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Snapshot, Verdict
-from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
+from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
 DEPTHS: Final = (1, 50, 200, 1000)
 """``orderbook.{depth}`` values on spot and linear (500 was linear-only, removed 2025-09-11)."""
@@ -105,20 +105,29 @@ class BybitFeed:
         self.topics = [f"orderbook.{spec.depth}.{s.upper()}" for s in spec.symbols]
         self._by_topic = dict(zip(self.topics, spec.symbols))
         self._requests: dict[str, list[str]] = {}
+        self._next_req = 0
         self._snapshotted: set[str] = set()
 
     # --- outbound -------------------------------------------------------------------
-    def subscribe(self) -> list[str]:
+    def subscribe(self) -> list[Subscription]:
         """Subscribe requests of at most ``args_per_request`` topics, each with a
         ``req_id`` so a refusal can name the request's topics."""
-        frames = []
         n = self.product.args_per_request
-        for i in range(0, len(self.topics), n):
-            req_id = str(len(frames) + 1)
-            args = self.topics[i : i + n]
-            self._requests[req_id] = args
-            frames.append(orjson.dumps({"req_id": req_id, "op": "subscribe", "args": args}).decode())
-        return frames
+        return [self._request("subscribe", self.topics[i : i + n]) for i in range(0, len(self.topics), n)]
+
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
+        """Resync one topic (Bybit's step 8): unsubscribe it, subscribe it again;
+        a fresh snapshot follows."""
+        topic = f"orderbook.{self.spec.depth}.{symbol.upper()}"
+        subs = [self._request("unsubscribe", [topic])] if unsubscribe else []
+        return subs + [self._request("subscribe", [topic])]
+
+    def _request(self, op: str, args: list[str]) -> Subscription:
+        self._next_req += 1
+        req_id = str(self._next_req)
+        self._requests[req_id] = args
+        frame = orjson.dumps({"req_id": req_id, "op": op, "args": args}).decode()
+        return Subscription(frame, tuple(self._by_topic[t] for t in args))
 
     # --- inbound --------------------------------------------------------------------
     def parse(self, raw: str | bytes) -> list[Parsed]:
@@ -161,7 +170,7 @@ class BybitFeed:
             return Snapshot(symbol, bids, asks, u, ts)
         if kind == "delta":
             if symbol not in self._snapshotted:
-                raise SequenceGap(f"{symbol}: delta u={u} before any snapshot")
+                raise SequenceGap(symbol, f"delta u={u} before any snapshot")
             return Delta(symbol, bids, asks, u, u, None, ts)
         raise BadFrame(f"unknown type {str(kind)[:40]!r}")
 

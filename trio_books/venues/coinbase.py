@@ -44,9 +44,9 @@ import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, SequenceGap, VenueRejected
+from ..errors import BadFrame, ConnectionGap, SequenceGap, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
-from ._spec import ConnectionSpec, Heartbeat, Parsed, Venue
+from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
 WS_URL: Final = "wss://advanced-trade-ws.coinbase.com"
 LEVEL2: Final = "level2"
@@ -71,9 +71,9 @@ one connection's burst of full-depth snapshots (5 MB each for the largest
 books) and one reader's load bounded; more products open more connections."""
 
 
-def subscribe_frame(channel: str, product_ids: Sequence[str] | None = None) -> str:
-    """One subscribe request (Coinbase allows one channel per message)."""
-    msg: dict[str, Any] = {"type": "subscribe"}
+def subscribe_frame(channel: str, product_ids: Sequence[str] | None = None, kind: str = "subscribe") -> str:
+    """One subscribe (or unsubscribe) request (Coinbase allows one channel per message)."""
+    msg: dict[str, Any] = {"type": kind}
     if product_ids is not None:
         msg["product_ids"] = list(product_ids)
     msg["channel"] = channel
@@ -151,9 +151,16 @@ class CoinbaseFeed:
         self.level2_confirmed = False
 
     # --- outbound ---------------------------------------------------------------------
-    def subscribe(self) -> list[str]:
+    def subscribe(self) -> list[Subscription]:
         """``level2`` for every product, then ``heartbeats`` (one channel per message)."""
-        return [subscribe_frame(LEVEL2, self.product_ids), subscribe_frame(HEARTBEATS)]
+        return [Subscription(subscribe_frame(LEVEL2, self.product_ids), tuple(self.symbols)),
+                Subscription(subscribe_frame(HEARTBEATS), ())]
+
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
+        """Rebuild one product's book: unsubscribe its ``level2``, subscribe again (a new snapshot follows)."""
+        wire = [symbol.upper()]
+        subs = [Subscription(subscribe_frame(LEVEL2, wire, kind="unsubscribe"), (symbol,))] if unsubscribe else []
+        return subs + [Subscription(subscribe_frame(LEVEL2, wire), (symbol,))]
 
     # --- inbound ----------------------------------------------------------------------
     def parse(self, raw: str | bytes) -> list[Parsed]:
@@ -167,7 +174,7 @@ class CoinbaseFeed:
             raise BadFrame("frame without an integer sequence_num")
         last = self.last_seq
         if last is not None and seq != last + 1:
-            raise SequenceGap(f"sequence_num {seq} after {last}: the connection-wide counter skipped or went back")
+            raise ConnectionGap(f"sequence_num {seq} after {last}: the connection-wide counter skipped or went back")
         self.last_seq = seq
         channel = msg.get("channel")
         events = msg.get("events")
@@ -204,7 +211,7 @@ class CoinbaseFeed:
                 out.append(Snapshot(symbol, bids, asks, seq, sent_at))
             elif kind == "update":
                 if symbol not in self._snapshotted:
-                    raise SequenceGap(f"{symbol}: update before its snapshot")
+                    raise SequenceGap(symbol, "update before its snapshot")
                 ts = iso_seconds(last_time)
                 if ts is None:
                     if sent_at is None:

@@ -49,7 +49,7 @@ import attrs
 from ..book import OrderBook
 from ..errors import BadFrame, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Level, Reply, Snapshot, Verdict
-from ._spec import ConnectionSpec, Heartbeat, Venue
+from ._spec import ConnectionSpec, Heartbeat, Subscription, Venue
 
 WS_URL: Final = "wss://ws.kraken.com/v2"
 DEPTHS: Final = (10, 25, 100, 500, 1000)
@@ -162,9 +162,18 @@ class KrakenFeed:
         self.book_requested = False
 
     # --- frames we send --------------------------------------------------------------------
-    def subscribe(self) -> list[str]:
-        return [json.dumps({"method": "subscribe", "params": {"channel": "instrument", "snapshot": True},
-                            "req_id": INSTRUMENT_REQ_ID}, separators=(",", ":"))]
+    def subscribe(self) -> list[Subscription]:
+        """The instrument channel first (its precisions); the book subscription
+        follows as a reply once they are known (:meth:`book_subscribe`)."""
+        return [Subscription(json.dumps({"method": "subscribe", "params": {"channel": "instrument", "snapshot": True},
+                                         "req_id": INSTRUMENT_REQ_ID}, separators=(",", ":")), tuple(self.symbols))]
+
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
+        """Resync one book (Kraken's step 6): unsubscribe and subscribe it again, same params."""
+        methods = ("unsubscribe", "subscribe") if unsubscribe else ("subscribe",)
+        return [Subscription(json.dumps({"method": m, "params": {"channel": "book", "symbol": [symbol], "depth": self.depth,
+                                                                 "snapshot": True}, "req_id": BOOK_REQ_ID}, separators=(",", ":")),
+                             (symbol,)) for m in methods]
 
     def book_subscribe(self) -> str:
         return json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": list(self.symbols),

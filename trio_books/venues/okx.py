@@ -42,7 +42,7 @@ import orjson
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, SnapshotFailed, VenueClosed, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
-from ._spec import ConnectionSpec, Heartbeat, RestBudget, Venue
+from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
 CHANNEL: Final = "books"
 DEPTH: Final = 400
@@ -164,30 +164,36 @@ class OkxFeed:
         self.rest_snapshots = bool(spec.options.get("rest_snapshot", False))
         self._by_wire = {s.upper(): s for s in spec.symbols}
         self._snapshotted: set[str] = set()
+        self._next_id = 0
         self.url = spec.ws_base if spec.ws_base.endswith("/ws/v5/public") else f"{spec.ws_base}/ws/v5/public"
 
     # --- outbound ---------------------------------------------------------------------
-    def subscribe(self) -> list[str]:
+    def subscribe(self) -> list[Subscription]:
         """``subscribe`` requests for every instrument, each within OKX's 64 KB
         request limit (with at most 29 instruments per connection: one frame)."""
-        frames: list[str] = []
-        args: list[dict] = []
+        frames: list[Subscription] = []
+        chunk: list[str] = []
         size = 0
         for symbol in self.symbols:
-            arg = {"channel": CHANNEL, "instId": symbol.upper()}
-            arg_size = len(orjson.dumps(arg)) + 1
-            if args and size + arg_size > MAX_REQUEST_BYTES - 64:
-                frames.append(self._request(len(frames) + 1, args))
-                args, size = [], 0
-            args.append(arg)
+            arg_size = len(orjson.dumps({"channel": CHANNEL, "instId": symbol.upper()})) + 1
+            if chunk and size + arg_size > MAX_REQUEST_BYTES - 64:
+                frames.append(self._request("subscribe", chunk))
+                chunk, size = [], 0
+            chunk.append(symbol)
             size += arg_size
-        if args:
-            frames.append(self._request(len(frames) + 1, args))
+        if chunk:
+            frames.append(self._request("subscribe", chunk))
         return frames
 
-    @staticmethod
-    def _request(n: int, args: list[dict]) -> str:
-        return orjson.dumps({"id": str(n), "op": "subscribe", "args": args}).decode()
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
+        """Resync one instrument (OKX's step 7): unsubscribe, then subscribe; a new snapshot follows."""
+        subs = [self._request("unsubscribe", [symbol])] if unsubscribe else []
+        return subs + [self._request("subscribe", [symbol])]
+
+    def _request(self, op: str, symbols: list[str]) -> Subscription:
+        self._next_id += 1
+        args = [{"channel": CHANNEL, "instId": s.upper()} for s in symbols]
+        return Subscription(orjson.dumps({"id": str(self._next_id), "op": op, "args": args}).decode(), tuple(symbols))
 
     # --- inbound ----------------------------------------------------------------------
     def parse(self, raw: str | bytes) -> list:
@@ -240,7 +246,7 @@ class OkxFeed:
         if action == "update":
             if not self.rest_snapshots and symbol not in self._snapshotted:
                 raise SequenceGap(
-                    f"{symbol}: update before any snapshot (the venue sent no initial snapshot; "
+                    symbol, "update before any snapshot (the venue sent no initial snapshot; "
                     "set options.rest_snapshot = true for the REST-seeded start)"
                 )
             if (seq is None) != (prev is None):

@@ -1,0 +1,304 @@
+"""The book failure domain: every book of one connection attempt.
+
+The connection failure domain is :mod:`trio_books.session`: a close, a stale
+heartbeat, an overflow or an unparseable frame ends the attempt as a whole.
+Here each book fails alone. A :class:`~trio_books.errors.BookFault` — a gap in
+its chain, a checksum mismatch, a crossed book, a snapshot that cannot be had,
+the venue refusing the symbol — marks that book not live in the very
+scheduling step the check failed (no reader can observe it), is counted per
+book and logged once, and that book is resynced by the venue's own per-book
+path while every other book of the connection stays live:
+
+* REST venues (Binance family): buffer its stream again, fetch its snapshot
+  again (paced by the venue-wide weight budget);
+* socket-snapshot venues: ``proto.resubscribe(symbol)`` (unsubscribe and
+  subscribe that topic; nothing at all where every push is a full snapshot);
+  a venue with no per-book path returns ``None`` and the fault ends the attempt;
+* a refused symbol is ``rejected`` (with the venue's text) and retried alone
+  with a slow backoff.
+
+Two things escalate to a connection restart: a book resynced more than
+``book_resync_limit`` times within ``book_resync_window`` (:class:`ResyncLimit`),
+and a book that does not go live within ``sync_timeout`` of its subscription
+or snapshot request going out (:class:`SyncTimeout`: the venue did not answer).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import trio
+
+from .errors import AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, SymbolRejected, VenueRejected
+from .log import RateLimiter
+from .model import BookState, Delta, Snapshot
+from .rest import fetch_snapshot
+from .sync import SnapshotTooOld, SymbolSync
+
+FIRST_SNAPSHOT_DELAY = 1.0
+"""REST venues: fetch a book's snapshot at its first event, or this long after its stream was subscribed."""
+MAX_SNAPSHOT_REFETCH = 3
+REJECTED_RETRY_CAP = 3600.0
+
+
+class SyncTimeout(AttemptFailure):
+    reason = "sync_timeout"
+
+
+class Fetched(NamedTuple):
+    """A REST fetch's outcome on the update channel, tagged with the book's
+    resync generation: a fetch overtaken by a resync is dropped."""
+
+    gen: int
+    symbol: str
+    result: Snapshot | BookFault
+
+
+class BookKeeper:
+    """Sequences and applies every event of one attempt; owns the books' states."""
+
+    def __init__(self, rt: Any, proto: Any, outbox: trio.MemorySendChannel, updates: trio.MemorySendChannel,
+                 spawn: Callable[..., None], log: Any, rec_id: int = 0) -> None:
+        self.rt, self.proto, self.log, self.rec_id = rt, proto, log, rec_id
+        self.venue_id = rt.venue.id
+        self.store = rt.store
+        self.outbox = outbox  # (frame, symbols) for the subscription sender
+        self.updates = updates  # REST results join the stream here
+        self.spawn = spawn  # starts a task in the attempt's nursery
+        self.rest = proto.rest_snapshots
+        symbols = tuple(proto.symbols)
+        self.syncs = {s: self._new_sync(s) for s in symbols}
+        self.entries = {s: self.store.entry(self.venue_id, s) for s in symbols}
+        self.gen = dict.fromkeys(symbols, 0)
+        self.fetching: dict[str, int] = {}  # symbol → generation of the fetch in flight
+        self.refetches: Counter = Counter()
+        self.pending: set[str] = set(symbols)  # not live (and not rejected) yet
+        self.requested_at: dict[str, float] = {}  # a pending book's sync clock: its request went out then
+        self.subscribed_at: dict[str, float] = {}  # REST venues: its stream was subscribed then
+        self.was_live: set[str] = set()
+        self.resync_times: dict[str, deque[float]] = {}
+        self.logged = RateLimiter(window=60.0)
+        self._wake = trio.Event()
+
+    def _new_sync(self, symbol: str) -> SymbolSync:
+        p = self.proto
+        return SymbolSync(symbol, self.rt.depth, p.new_sequencer(symbol), p.verify, self.rest, self.rt.stats.ignored)
+
+    def _changed(self) -> None:
+        self._wake.set()
+        self._wake = trio.Event()
+
+    # --- requests going out ----------------------------------------------------------
+    def requested(self, symbols: Iterable[str]) -> None:
+        """The subscription naming ``symbols`` went out now (the sender calls this)."""
+        now = trio.current_time()
+        for s in symbols:
+            if s not in self.pending:
+                continue
+            if self.rest:
+                self.subscribed_at[s] = now
+            else:
+                self.requested_at[s] = now
+        self._changed()
+
+    def request_snapshot(self, symbol: str) -> None:
+        gen = self.gen[symbol]
+        if self.fetching.get(symbol) != gen:
+            self.fetching[symbol] = gen
+            self.spawn(self._fetch, symbol, gen, name=f"{self.venue_id}:snapshot:{symbol}")
+
+    async def _fetch(self, symbol: str, gen: int) -> None:
+        def on_request() -> None:
+            if self.gen[symbol] == gen:
+                self.requested_at[symbol] = trio.current_time()
+                self._changed()
+
+        result = await fetch_snapshot(self.rt, self.proto, symbol, on_request, self.rec_id)
+        try:
+            self.updates.send_nowait([Fetched(gen, symbol, result)])
+        except trio.WouldBlock:
+            raise ChannelOverflow("update channel full when a snapshot arrived") from None
+
+    async def fetch_quiet_books(self) -> None:
+        """REST venues: a book whose stream has been subscribed for
+        :data:`FIRST_SNAPSHOT_DELAY` without an event gets its snapshot anyway."""
+        while True:
+            now = trio.current_time()
+            waiting = [s for s in self.pending if s in self.subscribed_at and s not in self.fetching]
+            for s in waiting:
+                if self.subscribed_at[s] + FIRST_SNAPSHOT_DELAY <= now:
+                    self.request_snapshot(s)
+            later = [self.subscribed_at[s] + FIRST_SNAPSHOT_DELAY for s in waiting if s not in self.fetching]
+            with trio.move_on_at(min(later) if later else math.inf):
+                await self._wake.wait()
+
+    async def enforce_deadlines(self) -> None:
+        """A pending book must go live within ``sync_timeout`` of its request
+        going out; a book still waiting for the request budget is being paced,
+        not failing (otherwise a storm of resyncs would feed itself)."""
+        limit = self.rt.cfg.sync_timeout
+        while True:
+            starts = [self.requested_at[s] for s in self.pending if s in self.requested_at]
+            due = min(starts) + limit if starts else math.inf
+            if due <= trio.current_time():
+                late = sorted(s for s in self.pending if s in self.requested_at and self.requested_at[s] + limit <= trio.current_time())
+                shown = ", ".join(late[:10]) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
+                raise SyncTimeout(f"not live within {limit:g} s of the request: {shown}")
+            with trio.move_on_at(due):
+                await self._wake.wait()
+
+    # --- the book task -----------------------------------------------------------------
+    async def run(self, recv: trio.MemoryReceiveChannel) -> None:
+        """Sequence and apply every batch; publish books once synced."""
+        syncs, entries, store, ignored = self.syncs, self.entries, self.store, self.rt.stats.ignored
+        rest = self.rest
+        async for batch in recv:
+            touched: set[str] = set()
+            for event in batch:
+                kind = type(event)
+                if kind is Delta:
+                    symbol = event.symbol
+                    sync = syncs.get(symbol)
+                    if sync is None:  # a symbol this connection did not ask for
+                        ignored["unrequested"] += 1
+                        continue
+                    try:
+                        if sync.on_delta(event):
+                            touched.add(symbol)
+                        elif rest and not sync.live:
+                            self.request_snapshot(symbol)
+                    except BookFault as exc:
+                        self.fault(exc)
+                elif kind is Snapshot:
+                    self._snapshot(event, touched)
+                elif kind is Fetched:
+                    if event.gen != self.gen[event.symbol]:
+                        continue  # overtaken by a resync of that book
+                    del self.fetching[event.symbol]
+                    if isinstance(event.result, BookFault):
+                        self.fault(event.result)
+                    else:
+                        self._snapshot(event.result, touched)
+                else:  # a BookFault a parser reported
+                    self.fault(event)
+            now = time.time()
+            latency = self.rt.stats.latency
+            for symbol in touched:
+                sync = syncs[symbol]
+                if sync.live:
+                    store.touched(entries[symbol], sync.update_id, sync.exchange_ts)
+                    if sync.exchange_ts is not None:
+                        latency.observe(now - sync.exchange_ts)
+            self.rt.stats.channel_used = recv.statistics().current_buffer_used
+
+    def _snapshot(self, snap: Snapshot, touched: set[str]) -> None:
+        symbol = snap.symbol
+        sync = self.syncs.get(symbol)
+        if sync is None:
+            self.rt.stats.ignored["unrequested"] += 1
+            return
+        try:
+            sync.on_snapshot(snap)
+        except SnapshotTooOld:
+            n = self.refetches[symbol] = self.refetches[symbol] + 1
+            if n > MAX_SNAPSHOT_REFETCH:
+                self.refetches[symbol] = 0
+                self.fault(SequenceGap(symbol, f"{n} snapshots in a row were older than the stream"))
+            else:
+                self.log.debug("{}: snapshot older than the first buffered event; fetching again", symbol)
+                self.request_snapshot(symbol)
+            return
+        except BookFault as exc:
+            self.fault(exc)
+            return
+        self.refetches[symbol] = 0
+        touched.add(symbol)
+        entry = self.entries[symbol]
+        if symbol in self.pending:
+            self.pending.discard(symbol)
+            self.requested_at.pop(symbol, None)
+            self.store.publish(self.venue_id, symbol, sync.book)
+            self.store.set_state(self.venue_id, [symbol], BookState.LIVE)
+            entry.error = None
+            level = "DEBUG" if symbol in self.was_live else "INFO"
+            self.was_live.add(symbol)
+            self.rt.rejected_delay.pop(symbol, None)
+            self.log.log(level, "{} live ({} bids, {} asks)", symbol, len(sync.book.bids), len(sync.book.asks))
+            self._changed()
+        elif entry.book is not sync.book:
+            self.store.publish(self.venue_id, symbol, sync.book)
+
+    # --- faults ------------------------------------------------------------------------
+    def fault(self, exc: BookFault) -> None:
+        """One book failed: not live now (same step), counted, logged once, resynced alone."""
+        symbol = exc.symbol
+        if symbol not in self.syncs:
+            self.rt.stats.ignored["unrequested"] += 1
+            return
+        rejected = isinstance(exc, SymbolRejected)
+        state = BookState.REJECTED if rejected else BookState.STALE
+        self.store.set_state(self.venue_id, [symbol], state, error=f"{exc.reason}: {exc}")
+        self.entries[symbol].resyncs[exc.reason] += 1
+        self.rt.stats.book_resyncs[exc.reason] += 1
+        if rejected and symbol in self.was_live:
+            raise VenueRejected(f"a resubscription of a live book was refused: {exc}")
+        if not rejected:
+            self._count_resync(symbol, exc)
+        self.gen[symbol] += 1
+        self.fetching.pop(symbol, None)
+        self.syncs[symbol] = self._new_sync(symbol)
+        self.pending.add(symbol)
+        self.requested_at.pop(symbol, None)
+        self._changed()
+        repeats = self.logged.check((symbol, exc.reason))
+        if rejected:
+            delay = self.rt.rejected_delay.get(symbol, self.rt.cfg.rejected_retry)
+            self.rt.rejected_delay[symbol] = min(delay * 2, REJECTED_RETRY_CAP)
+            self.pending.discard(symbol)
+            if repeats is not None:
+                self.log.error("{} rejected by the venue: {}; other books unaffected; retry in {:.0f} s", symbol, exc, delay)
+            self.spawn(self._retry_rejected, symbol, self.gen[symbol], delay, name=f"{self.venue_id}:retry:{symbol}")
+            return
+        if repeats is not None:
+            more = f" (and {repeats} more like it)" if repeats else ""
+            self.log.warning("{} not live ({}): {}{}; resyncing this book alone", symbol, exc.reason, exc, more)
+        self._resync(symbol, exc, unsubscribe=True)
+
+    def _count_resync(self, symbol: str, exc: BookFault) -> None:
+        cfg = self.rt.cfg
+        now = trio.current_time()
+        times = self.resync_times.setdefault(symbol, deque())
+        times.append(now)
+        while times[0] <= now - cfg.book_resync_window:
+            times.popleft()
+        if len(times) > cfg.book_resync_limit:
+            raise ResyncLimit(f"{symbol}: {len(times)} resyncs within {cfg.book_resync_window:g} s (last: {exc})")
+
+    def _resync(self, symbol: str, exc: BookFault | None, *, unsubscribe: bool) -> None:
+        if self.rest:
+            self.request_snapshot(symbol)
+            return
+        frames = self.proto.resubscribe(symbol, unsubscribe=unsubscribe)
+        if frames is None:  # the venue has no per-book path: the connection restarts
+            raise exc if exc is not None else SymbolRejected(symbol, "cannot be subscribed again on this connection")
+        if frames:
+            for sub in frames:
+                self.outbox.send_nowait(sub)
+        else:  # every push is a full snapshot: the next one rebuilds the book
+            self.requested([symbol])
+
+    async def _retry_rejected(self, symbol: str, gen: int, delay: float) -> None:
+        await trio.sleep(delay)
+        if self.gen[symbol] != gen:
+            return
+        self.store.set_state(self.venue_id, [symbol], BookState.SYNCING)
+        self.pending.add(symbol)
+        self._changed()
+        self._resync(symbol, None, unsubscribe=False)
+
+
+__all__ = ["BookKeeper", "FIRST_SNAPSHOT_DELAY", "Fetched", "SyncTimeout"]
