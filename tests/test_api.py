@@ -55,19 +55,30 @@ async def test_health_venues_books_and_metrics(nursery):
 
         fake.skip_next_update("BTCUSDT")
         with trio.fail_after(10):
-            while store.venues[VENUE].failures.get("gap", 0) == 0:
+            while store.venues[VENUE].book_resyncs.get("gap", 0) == 0:
                 await trio.sleep(0.02)
-        resp = await http.get("/books/binance_spot/BTCUSDT")
-        if resp.status_code == 503:
-            assert resp.json()["state"] in ("stale", "syncing")
+        resp = await http.get("/books/binance_spot/BTCUSDT")  # its snapshot takes 0.5 s: not live yet
+        assert resp.status_code == 503 and resp.json()["state"] == "stale"
+        assert (await http.get("/books/binance_spot/ETHUSDT")).status_code == 200  # its neighbour is unaffected
+        venues = (await http.get("/venues")).json()["venues"][VENUE]
+        assert venues["symbols"] == {"BTCUSDT": "stale", "ETHUSDT": "live"}
+        assert venues["books"]["BTCUSDT"]["resyncs"] == {"gap": 1}
+        assert venues["books"]["BTCUSDT"]["error"].startswith("gap: BTCUSDT: gap at")
+        assert venues["books"]["ETHUSDT"] == {"state": "live", "resyncs": {}}
+        sick = (await http.get("/health")).json()["venues"][VENUE]
+        assert sick["book_resyncs"] == {"gap": 1} and sick["books"]["BTCUSDT"] == "stale"
+        assert sick["book_errors"]["BTCUSDT"].startswith("gap: BTCUSDT")
+        text = (await http.get("/metrics")).text
+        assert 'trio_books_book_error_info{error="BTCUSDT: gap at' in text and 'reason="gap",symbol="BTCUSDT"' in text
         await wait_live(store)
 
         text = (await http.get("/metrics")).text
         families = {f.name: f for f in text_string_to_metric_families(text)}
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
-        assert samples[("trio_books_attempt_failures_total", (("reason", "gap"), ("venue", VENUE)))] == 1
+        assert samples[("trio_books_attempt_failures_total", (("reason", "gap"), ("venue", VENUE)))] == 0
         assert samples[("trio_books_resyncs_total", (("reason", "gap"), ("venue", VENUE)))] == 1
-        assert samples[("trio_books_reconnects_total", (("venue", VENUE),))] == 1
+        assert samples[("trio_books_book_resyncs_total", (("reason", "gap"), ("symbol", "BTCUSDT"), ("venue", VENUE)))] == 1
+        assert samples[("trio_books_reconnects_total", (("venue", VENUE),))] == 0
         assert 0 < samples[("trio_books_frames_total", (("venue", VENUE),))] <= store.venues[VENUE].frames  # still streaming
         assert samples[("trio_books_book_state", (("state", "live"), ("symbol", "BTCUSDT"), ("venue", VENUE)))] == 1
         assert samples[("trio_books_channel_capacity", (("venue", VENUE),))] == 5000

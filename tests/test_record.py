@@ -19,7 +19,7 @@ async def test_record_then_replay_reproduces_books_and_failures(nursery, tmp_pat
     fake = await nursery.start(FakeBinanceSpot(["BTCUSDT", "ETHUSDT"], rate=50).serve)
     cfg = load_config_text(fake.config_toml(depth=100, backoff_base=0.05, backoff_cap=0.1))
     store = build_store(cfg)
-    recorder = Recorder(str(tmp_path / "rec"), max_bytes=20_000)  # small, to force rotation
+    recorder = Recorder(str(tmp_path / "rec"), max_bytes=5_000)  # small, to force rotation
     async with trio.open_nursery() as inner:
         inner.start_soon(run_venues, cfg, store, recorder)
         with trio.fail_after(10):
@@ -28,7 +28,7 @@ async def test_record_then_replay_reproduces_books_and_failures(nursery, tmp_pat
         await trio.sleep(0.3)
         fake.skip_next_update("BTCUSDT")
         with trio.fail_after(10):
-            while store.venues["binance_spot"].failures.get("gap", 0) == 0:
+            while store.venues["binance_spot"].book_resyncs.get("gap", 0) == 0:
                 await trio.sleep(0.02)
             while not all(e.state is BookState.LIVE for e in store.entries()):
                 await store.wait_change()

@@ -17,7 +17,7 @@ def test_connection_groups_split_at_the_limit():
 
 
 def test_classify_finds_the_typed_failure_in_a_group():
-    group = ExceptionGroup("x", [ValueError("boom"), ExceptionGroup("y", [SequenceGap("BTC: gap")])])
+    group = ExceptionGroup("x", [ValueError("boom"), ExceptionGroup("y", [SequenceGap("BTC", "gap")])])
     assert classify(group)[:2] == ("gap", "BTC: gap")
     assert classify(KeyError("k"))[0] == "error"
 
@@ -54,12 +54,12 @@ async def test_one_failing_connection_does_not_disturb_a_healthy_one(nursery):
 
 
 async def test_overflowing_channel_goes_stale_counts_once_and_resyncs(nursery, monkeypatch):
-    import trio_books.session as session_mod
+    from trio_books.keeper import BookKeeper
 
     fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=0).serve)
     cfg = load_config_text("[service]\nchannel_capacity = 4\n" + fake.config_toml(depth=100, backoff_base=0.05, backoff_cap=0.1))
     slow = {"on": False}
-    original = session_mod._maintain_books
+    original = BookKeeper.run
 
     class SlowReceive:
         """A deliberately slow book task: it takes 20 ms per batch while slow["on"]."""
@@ -78,10 +78,10 @@ async def test_overflowing_channel_goes_stale_counts_once_and_resyncs(nursery, m
                 await trio.sleep(0.02)
             return await self.recv.__anext__()
 
-    async def slow_maintain(recv, *args):
-        await original(SlowReceive(recv), *args)
+    async def slow_run(self, recv):
+        await original(self, SlowReceive(recv))
 
-    monkeypatch.setattr(session_mod, "_maintain_books", slow_maintain)
+    monkeypatch.setattr(BookKeeper, "run", slow_run)
     async with open_books(cfg) as books:
         await fake.burst(3)
         with trio.fail_after(10):

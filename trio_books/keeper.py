@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 
 import trio
 
-from .errors import AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, SymbolRejected, VenueRejected
+from .errors import (AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, SnapshotUnusable, SymbolRejected,
+                     VenueRejected)
 from .log import RateLimiter
 from .model import BookState, Delta, Snapshot
 from .rest import fetch_snapshot
@@ -174,7 +175,10 @@ class BookKeeper:
                     except BookFault as exc:
                         self.fault(exc)
                 elif kind is Snapshot:
-                    self._snapshot(event, touched)
+                    try:
+                        self._snapshot(event, touched)
+                    except BookFault as exc:
+                        self.fault(exc)
                 elif kind is Fetched:
                     if event.gen != self.gen[event.symbol]:
                         continue  # overtaken by a resync of that book
@@ -182,7 +186,12 @@ class BookKeeper:
                     if isinstance(event.result, BookFault):
                         self.fault(event.result)
                     else:
-                        self._snapshot(event.result, touched)
+                        try:
+                            self._snapshot(event.result, touched)
+                        except BookFault as exc:
+                            self.fault(exc)
+                        except AttemptFailure as exc:  # a REST body the chain cannot start from: this book's alone
+                            self.fault(SnapshotUnusable(event.symbol, str(exc)))
                 else:  # a BookFault a parser reported
                     self.fault(event)
             now = time.time()
@@ -211,9 +220,6 @@ class BookKeeper:
             else:
                 self.log.debug("{}: snapshot older than the first buffered event; fetching again", symbol)
                 self.request_snapshot(symbol)
-            return
-        except BookFault as exc:
-            self.fault(exc)
             return
         self.refetches[symbol] = 0
         touched.add(symbol)

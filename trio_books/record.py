@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import attrs
 
-from .errors import AttemptFailure, BadFrame
+from .errors import AttemptFailure, BadFrame, BookFault, SnapshotUnusable
 from .model import Delta, Snapshot
 from .sync import SnapshotTooOld, SymbolSync
 from .venues import ConnectionSpec, get_venue
@@ -132,16 +132,18 @@ class _Conn:
 
     def reset(self) -> None:
         self.proto = self.venue.connect(self.spec)
-        self.syncs = {s: SymbolSync(s, self.spec.depth, self.proto.new_sequencer(s), self.proto.verify, self.proto.rest_snapshots)
-                      for s in self.spec.symbols}
+        self.syncs = {s: self.new_sync(s) for s in self.spec.symbols}
+
+    def new_sync(self, symbol: str) -> SymbolSync:
+        return SymbolSync(symbol, self.spec.depth, self.proto.new_sequencer(symbol), self.proto.verify, self.proto.rest_snapshots)
 
 
 def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResult]:
     """Rebuild every recorded book offline; count checks passed and failed.
 
-    A failed check is what would have ended the attempt live: it is counted
-    under its reason, and that connection's books start over (a resync), as
-    the service would do on its next connection.
+    A failed check is counted under its reason and repaired as the service
+    would: a book fault starts that book over (the recording then holds its
+    resync), a connection fault starts every book of the connection over.
     """
     conns: dict[Any, _Conn] = {}
     results: dict[tuple[str, str], BookResult] = {}
@@ -159,7 +161,10 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
             r.failures[reason] += 1
             if reason == "crossed":
                 r.crossed += 1
-        conn.reset()
+        if isinstance(exc, BookFault):
+            conn.syncs[exc.symbol] = conn.new_sync(exc.symbol)
+        else:
+            conn.reset()
 
     for rec in records:
         key = (rec.get("venue"), rec.get("conn"))
@@ -184,16 +189,22 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
             except SnapshotTooOld:
                 continue
             except Exception as exc:  # noqa: BLE001 - counted and resynced
-                fail(conn, [symbol], exc if isinstance(exc, AttemptFailure) else BadFrame(str(exc)))
+                fail(conn, [symbol], exc if isinstance(exc, BookFault) else SnapshotUnusable(symbol, str(exc)))
             continue
         if direction != "rx":
             continue
         try:
             items = conn.proto.parse(raw_of(rec))
+        except BookFault as exc:
+            items = [exc]
         except Exception as exc:  # noqa: BLE001
             fail(conn, conn.spec.symbols, exc if isinstance(exc, AttemptFailure) else BadFrame(str(exc)))
             continue
         for item in items:
+            if isinstance(item, BookFault):
+                if item.symbol in conn.syncs:
+                    fail(conn, [item.symbol], item)
+                continue
             if type(item) not in (Delta, Snapshot):
                 continue
             sync = conn.syncs.get(item.symbol)
@@ -214,8 +225,10 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
                     r.skipped += 1
             except SnapshotTooOld:
                 continue
+            except BookFault as exc:
+                fail(conn, [item.symbol], exc)
             except Exception as exc:  # noqa: BLE001
-                fail(conn, [item.symbol], exc if isinstance(exc, AttemptFailure) else BadFrame(str(exc)))
+                fail(conn, conn.spec.symbols, exc if isinstance(exc, AttemptFailure) else BadFrame(str(exc)))
                 break
     for conn in conns.values():
         for s, sync in conn.syncs.items():
