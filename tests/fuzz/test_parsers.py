@@ -43,7 +43,7 @@ def new_proto(vid: str):
         depth = 20  # the captured frame's topic (BTC-USDT@depth20)
     proto = venue.connect(ConnectionSpec("wss://example.invalid", "https://example.invalid", symbols, depth))
     if vid == "bingx_spot":  # BingX data counts only for topics the venue acked with code 0
-        for frame in proto.subscribe():
+        for frame, _ in proto.subscribe():
             ack = {"code": 0, "id": json.loads(frame)["id"], "msg": "SUCCESS", "timestamp": 1760066281286}
             assert proto.parse(gzip.compress(json.dumps(ack).encode())) == []
     return proto
