@@ -75,8 +75,9 @@ async def test_soak_all_venues_with_random_faults(nursery):
         stats = books.statistics()
         frames = sum(s.frames for s in stats.values())
         ended = sum(sum(s.failures.values()) for s in stats.values())
+        alone = sum(sum(s.book_resyncs.values()) for s in stats.values())
         print(f"\nsoak: {SECONDS:.0f} s, {len(fakes)} venues, {faults} faults injected, {frames} frames, "
-              f"{ended} attempts ended; traced memory after warm-up {warm / 1e6:.1f} MB -> {after / 1e6:.1f} MB (peak {peak / 1e6:.1f} MB)")
+              f"{ended} attempts ended, {alone} books resynced alone; traced memory after warm-up {warm / 1e6:.1f} MB -> {after / 1e6:.1f} MB (peak {peak / 1e6:.1f} MB)")
         for vid, s in stats.items():
             # every attempt but the ones open now ended with a counted reason
             assert s.attempts - s.connections == sum(s.failures.values()), (vid, s)
