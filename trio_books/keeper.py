@@ -285,15 +285,22 @@ class BookKeeper:
             raise ResyncLimit(f"{symbol}: {len(times)} resyncs within {cfg.book_resync_window:g} s (last: {exc})")
 
     def _resync(self, symbol: str, exc: BookFault | None, *, unsubscribe: bool) -> None:
-        if self.rest:
+        if self.rest and unsubscribe:  # its stream stays subscribed: a new snapshot rebuilds the book
             self.request_snapshot(symbol)
             return
         frames = self.proto.resubscribe(symbol, unsubscribe=unsubscribe)
-        if frames is None:  # the venue has no per-book path: the connection restarts
+        if frames is None:
+            if self.rest:  # a refused symbol of a venue whose streams need no subscription of their own
+                self.request_snapshot(symbol)
+                return
+            # the venue has no per-book path: the connection restarts
             raise exc if exc is not None else SymbolRejected(symbol, "cannot be subscribed again on this connection")
         if frames:
+            self.subscribed_at.pop(symbol, None)  # REST venues: its snapshot waits for the new subscription
             for sub in frames:
                 self.outbox.send_nowait(sub)
+        elif self.rest:
+            self.request_snapshot(symbol)
         else:  # every push is a full snapshot: the next one rebuilds the book
             self.requested([symbol])
 

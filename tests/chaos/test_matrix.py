@@ -67,7 +67,7 @@ def count_tasks() -> int:
 def fast_config(fake, vid: str) -> str:
     venue = get_venue(vid)
     depth = venue.default_depth if venue.depths is None else max(d for d in venue.depths if d <= 1000)
-    return fake.config_toml(depth=depth, backoff_base=0.05, backoff_cap=0.2, snapshot_timeout=2)
+    return fake.config_toml(depth=depth, backoff_base=0.05, backoff_cap=0.2, snapshot_timeout=2, rejected_retry=0.5)
 
 
 async def wait_for(predicate, timeout: float, what: str) -> None:

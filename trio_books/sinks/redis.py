@@ -14,7 +14,7 @@ Each stream entry is a flat map of text fields:
 * ``seq``: this book's message number, 1, 2, 3 … per ``publisher``. A consumer that sees a
   number skipped (or a new ``publisher``) has missed something and re-reads the latest snapshot;
 * ``publisher``: one id per sink run (the sequence starts again with a new id);
-* ``state`` (snapshots): ``live``, ``syncing`` or ``stale``: every state change is a snapshot,
+* ``state`` (snapshots): ``live``, ``syncing``, ``stale`` or ``rejected``: every state change is a snapshot,
   so a consumer always knows when a book is not live;
 * ``bids``/``asks``: JSON arrays of ``[price, qty]``, the venue's exact decimal strings;
 * ``version`` (the book's own change counter), ``update_id``, ``exchange_ts``, ``received_ts``,
