@@ -11,7 +11,7 @@ import trio
 import trio_books.venues.bybit as bybit_module
 from trio_books import BookState, load_config_text, open_books
 from trio_books.testing import FakeBybitFutures, FakeBybitSpot
-from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
+from trio_books.testing.harness import converge, recover, view_top
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 PRODUCTS = [pytest.param(FakeBybitSpot, id="spot"), pytest.param(FakeBybitFutures, id="linear")]
@@ -69,21 +69,28 @@ async def test_shallow_depths_follow_the_venues_window(nursery, fake_cls, depth)
 
 
 @pytest.mark.parametrize("fake_cls", PRODUCTS)
-async def test_gap_resyncs_to_truth(nursery, fake_cls):
+async def test_gap_resyncs_that_book_alone_by_unsubscribe_and_subscribe(nursery, fake_cls):
     fake = await start(nursery, fake_cls)
     venue = fake.venue_id
     async with open_books(config(fake)) as books:
         with trio.fail_after(10):
             await books.wait_live(venue)
         fake.skip_next_update("BTCUSDT")
+        entry = books.store.entry(venue, "BTCUSDT")
         with trio.fail_after(10):
-            await wait_failure(books, venue, "gap")
+            while not entry.resyncs:
+                await trio.sleep(0.02)
             await books.wait_live(venue)
         for s in SYMBOLS:
             await converge(view_top(books, venue, s), fake, s)
         stats = books.statistics()[venue]
-        assert dict(stats.failures) == {"gap": 1} and stats.reconnects == 1
-        assert "BTCUSDT: gap at" in stats.last_error
+        assert stats.book_resyncs == {"gap": 1} and dict(entry.resyncs) == {"gap": 1}
+        assert stats.failures == {} and stats.reconnects == 0 and fake.connections_accepted == 1
+        # on the wire: the first subscribe, then that topic's unsubscribe and subscribe, on the one connection
+        ops = [(r.op, r.args) for r in fake.requests]
+        assert ops == [("subscribe", ["orderbook.200.BTCUSDT", "orderbook.200.ETHUSDT"]),
+                       ("unsubscribe", ["orderbook.200.BTCUSDT"]), ("subscribe", ["orderbook.200.BTCUSDT"])]
+        assert len({r.conn_id for r in fake.requests}) == 1 and fake.refusals == []
 
 
 @pytest.mark.parametrize("fake_cls", PRODUCTS)
@@ -105,7 +112,8 @@ async def test_gap_in_the_last_update_before_a_pause_still_shows(nursery, pacer,
         for s in SYMBOLS:
             await converge(view_top(books, venue, s, 200), fake, s, n=200, timeout=30)
         stats = books.statistics()[venue]
-        assert dict(stats.failures) == {"gap": 1} and "ETHUSDT: gap at" in stats.last_error
+        assert stats.book_resyncs == {"gap": 1} and dict(books.store.entry(venue, "ETHUSDT").resyncs) == {"gap": 1}
+        assert stats.failures == {} and fake.connections_accepted == 1
         assert books.view(venue, "ETHUSDT").update_id == fake._u[("ETHUSDT", 200)]
 
 
@@ -149,20 +157,25 @@ async def test_restart_snapshot_u1_replaces_the_book_without_a_resync(nursery, f
         assert dict(stats.failures) == {} and stats.reconnects == 0 and fake.connections_accepted == 1
 
 
-async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pacer, autojump_clock):
+async def test_every_symbol_refused_is_rejected_and_retried_on_the_connection(nursery, pacer, autojump_clock):
     fake = await start(nursery, FakeBybitSpot, rate=5)
     fake.reject_subscribe = True  # {"success":false,"ret_msg":"error:handler not found,topic:…"}
     venue = fake.venue_id
-    async with open_books(config(fake, backoff_base=1.0, backoff_cap=30.0)) as books:
-        await trio.sleep(100)
+    async with open_books(config(fake, rejected_retry=10.0)) as books:
+        await trio.sleep(5)
         stats = books.statistics()[venue]
-        assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 5
-        assert "venue refused subscribe: error:handler not found,topic:orderbook.200.BTCUSDT" in stats.last_error
-        assert all(books.state(venue, s) is not BookState.LIVE for s in SYMBOLS)
-        # vs ~1000 attempts in 100 s at a 0.1 s floor; grown past the first ceiling
-        assert_full_jitter(fake.connected_at, fewer_than=20, grown=(3, 1.0))
+        assert stats.books == {s: "rejected" for s in SYMBOLS} and stats.state == "rejected"
+        assert stats.book_errors["BTCUSDT"] == ("rejected: BTCUSDT: venue refused subscribe: "
+                                                "error:handler not found,topic:orderbook.200.BTCUSDT")
+        await trio.sleep(100)  # retried alone after 10, 20, 40 s (+ 80 s later): the slow backoff doubles
+        retries = [r.at for r in fake.requests if r.args == ["orderbook.200.ETHUSDT"]]
+        assert [round(b - a) for a, b in zip(retries, retries[1:])] == [10, 20, 40]
+        assert all(r.op == "subscribe" for r in fake.requests)  # a refused topic is never unsubscribed
+        assert books.statistics()[venue].failures == {} and fake.connections_accepted == 1
         fake.reject_subscribe = False
-        await recover(books, fake, venue, SYMBOLS)
+        await recover(books, fake, venue, SYMBOLS, live_timeout=200)
+        stats = books.statistics()[venue]
+        assert stats.failures == {} and fake.connections_accepted == 1 and stats.book_errors == {}
 
 
 @pytest.mark.parametrize("fake_cls", PRODUCTS)
@@ -180,6 +193,7 @@ async def test_silence_the_missed_pong_ends_the_attempt(nursery, pacer, autojump
         with trio.fail_after(60):
             await books.wait_state(venue, "BTCUSDT", BookState.STALE)
         assert 29.0 <= trio.current_time() - last_ping <= 31.5  # 20 s to the next ping + 10 s for its pong
+        await wait_failure(books, venue, "heartbeat")  # counted once the attempt has wound down
         assert len(fake.pings) == 2 and 19.5 <= fake.pings[1] - last_ping <= 20.5
         stats = books.statistics()[venue]
         assert dict(stats.failures) == {"heartbeat": 1} and "no pong within 10 s" in stats.last_error

@@ -7,7 +7,7 @@ import trio
 
 from trio_books import BookState, load_config_text, open_books
 from trio_books.testing import FakeOkxSpot
-from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
+from trio_books.testing.harness import converge, recover, view_top
 
 VENUE = "okx_spot"
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
@@ -51,18 +51,34 @@ async def test_live_equals_truth_through_keepalive_and_maintenance_reset(nursery
         assert fake.snapshot_requests == 0 and fake.subscribe_requests == 1  # the WS snapshot seeded both
 
 
-async def test_gap_resyncs_to_truth(nursery):
+async def wait_resync(books, symbol: str) -> None:
+    entry = books.store.entry(VENUE, symbol)
+    while not entry.resyncs:
+        await trio.sleep(0.02)
+    await books.wait_live(VENUE)
+
+
+@pytest.mark.parametrize("fault", ["gap", "checksum"])
+async def test_a_gap_or_checksum_resyncs_that_book_alone_by_unsubscribe_and_subscribe(nursery, fault):
     fake = await start(nursery)
     async with open_books(config(fake)) as books:
         with trio.fail_after(10):
             await books.wait_live(VENUE)
-        fake.skip_next_update("BTC-USDT")
+        if fault == "gap":
+            fake.skip_next_update("BTC-USDT")
+        else:
+            fake.corrupt_checksum_next("BTC-USDT")
         with trio.fail_after(10):
-            await wait_failure(books, "gap")
-            await books.wait_live(VENUE)
-        await converge(view_top(books, VENUE, "BTC-USDT"), fake, "BTC-USDT")
+            await wait_resync(books, "BTC-USDT")
+        for s in SYMBOLS:
+            await converge(view_top(books, VENUE, s), fake, s)
         stats = books.statistics()[VENUE]
-        assert stats.failures["gap"] == 1 and stats.reconnects == 1
+        assert stats.book_resyncs == {fault: 1} and dict(books.store.entry(VENUE, "BTC-USDT").resyncs) == {fault: 1}
+        assert stats.failures == {} and stats.reconnects == 0 and fake.connections_accepted == 1
+        # on the wire: the first subscribe, then that channel's unsubscribe and subscribe, on the one connection
+        assert [(r.op, r.args) for r in fake.requests] == [
+            ("subscribe", SYMBOLS), ("unsubscribe", ["BTC-USDT"]), ("subscribe", ["BTC-USDT"])]
+        assert len({r.conn_id for r in fake.requests}) == 1
 
 
 async def test_drop_and_malformed_frame_recover(nursery):
@@ -83,22 +99,6 @@ async def test_drop_and_malformed_frame_recover(nursery):
         assert fake.connections_accepted == 3
 
 
-async def test_checksum_corruption_is_counted_then_back_to_truth(nursery):
-    fake = await start(nursery)
-    async with open_books(config(fake)) as books:
-        with trio.fail_after(10):
-            await books.wait_live(VENUE)
-        fake.corrupt_checksum_next("ETH-USDT")
-        with trio.fail_after(10):
-            await wait_failure(books, "checksum")
-            await books.wait_live(VENUE)
-        for s in SYMBOLS:
-            await converge(view_top(books, VENUE, s), fake, s)
-        stats = books.statistics()[VENUE]
-        assert dict(stats.failures) == {"checksum": 1}
-        assert "checksum" in stats.last_error
-
-
 async def test_checksum_zero_is_not_a_mismatch(nursery):
     fake = await start(nursery, checksums=False)  # OKX since June 2026
     async with open_books(config(fake)) as books:
@@ -111,22 +111,25 @@ async def test_checksum_zero_is_not_a_mismatch(nursery):
         assert fake.events_sent >= 200
 
 
-RecordingFake = FakeOkxSpot  # the base fake notes accepted_at itself
-
-async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pacer, autojump_clock):
-    fake = await start(nursery, RecordingFake, rate=5)
-    fake.reject_subscribe = True  # {"event":"error","code":"60018",...}
-    cfg = config(fake, backoff_base=1.0, backoff_cap=30.0)
-    async with open_books(cfg) as books:
-        await trio.sleep(100)
+async def test_every_symbol_refused_is_rejected_and_retried_on_the_connection(nursery, pacer, autojump_clock):
+    fake = await start(nursery, rate=5)
+    fake.reject_subscribe = True  # {"event":"error","msg":"...instId:X doesn't exist...","code":"60018"} per arg
+    async with open_books(config(fake, rejected_retry=10.0)) as books:
+        await trio.sleep(5)
         stats = books.statistics()[VENUE]
-        assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 5
-        assert "60018" in stats.last_error
-        assert all(books.state(VENUE, s) is not BookState.LIVE for s in SYMBOLS)
-        # vs ~1000 attempts in 100 s at the 0.1 s floor; grown past the first ceiling
-        assert_full_jitter(fake.accepted_at, fewer_than=20, grown=(3, 1.0))
+        assert stats.books == {s: "rejected" for s in SYMBOLS} and stats.state == "rejected"
+        assert stats.book_errors["ETH-USDT"].startswith(
+            "rejected: ETH-USDT: venue error 60018: Subscribe failed, wrong URL or channel:books,instId:ETH-USDT doesn't exist.")
+        await trio.sleep(100)  # retried alone after 10, 20, 40 s (+ 80 s later): the slow backoff doubles
+        retries = [r.at for r in fake.requests if r.args == ["ETH-USDT"]]
+        assert [round(b - a) for a, b in zip(retries, retries[1:])] == [20, 40]  # the first went out with both
+        assert round(retries[0] - fake.requests[0].at) == 10
+        assert all(r.op == "subscribe" for r in fake.requests)  # a refused channel is never unsubscribed
+        assert books.statistics()[VENUE].failures == {} and fake.connections_accepted == 1
         fake.reject_subscribe = False
-        await recover(books, fake, VENUE, SYMBOLS)
+        await recover(books, fake, VENUE, SYMBOLS, live_timeout=200)
+        stats = books.statistics()[VENUE]
+        assert stats.failures == {} and fake.connections_accepted == 1 and stats.book_errors == {}
 
 
 async def test_silence_pings_at_25s_then_ends_the_attempt(nursery, pacer, autojump_clock):
@@ -143,7 +146,7 @@ async def test_silence_pings_at_25s_then_ends_the_attempt(nursery, pacer, autoju
         assert 29.0 <= waited <= 31.0  # the idle ping at 25 s, then 5 s for its pong
         (ping_at,) = fake.pings
         assert 24.5 <= ping_at - silenced <= 25.5
-        assert books.statistics()[VENUE].failures["heartbeat"] == 1
+        await wait_failure(books, "heartbeat")  # counted once the attempt has wound down
         await recover(books, fake, VENUE, SYMBOLS, timeout=10)
 
 
@@ -167,20 +170,23 @@ async def test_rest_seeded_start(nursery, ws_snapshot):
         for s in SYMBOLS:
             await converge(view_top(books, VENUE, s, 400), fake, s, n=400)
         assert fake.snapshot_requests >= 2
-        fake.skip_next_update("ETH-USDT")  # a gap: the next attempt seeds from REST again
+        fetched = fake.snapshot_requests
+        assert fetched >= 2
+        fake.skip_next_update("ETH-USDT")  # a gap: that book alone seeds from REST again
         with trio.fail_after(10):
-            await wait_failure(books, "gap")
-            await books.wait_live(VENUE)
+            await wait_resync(books, "ETH-USDT")
         for s in SYMBOLS:
             await converge(view_top(books, VENUE, s), fake, s)
-        assert fake.snapshot_requests >= 4
-        assert dict(books.statistics()[VENUE].failures) == {"gap": 1}
+        stats = books.statistics()[VENUE]
+        assert stats.book_resyncs == {"gap": 1} and stats.failures == {} and fake.connections_accepted == 1
+        assert [path.split("instId=")[1].split("&")[0] for _, path in fake.rest_log[fetched:]] == ["ETH-USDT"]
 
 
 async def test_missing_ws_snapshot_without_the_flag_says_so(nursery):
     fake = await start(nursery, send_ws_snapshot=False)
     async with open_books(config(fake)) as books:
         with trio.fail_after(10):
-            await wait_failure(books, "gap")
-        assert "rest_snapshot" in books.statistics()[VENUE].last_error
+            await wait_failure(books, "resync_limit")  # each book resyncs alone in vain, then the connection restarts
+        stats = books.statistics()[VENUE]
+        assert "set options.rest_snapshot = true" in stats.last_error and stats.book_resyncs["gap"] > 5
         assert fake.snapshot_requests == 0

@@ -8,11 +8,12 @@ import pytest
 
 from tests.capture import records
 from trio_books.config import load_config_text
-from trio_books.errors import BadFrame, ChecksumMismatch, ConfigError, SequenceGap, SnapshotFailed, VenueClosed, VenueRejected
+from trio_books.errors import (BadFrame, ChecksumMismatch, ConfigError, SequenceGap, SnapshotUnusable, SymbolRejected, VenueClosed,
+                               VenueRejected)
 from trio_books.model import BEAT, UNREQUESTED, Delta, Snapshot
 from trio_books.sync import SnapshotTooOld, SymbolSync
 from trio_books.venues import ConnectionSpec, get_venue
-from trio_books.venues.okx import OKX_SPOT, SeqIdChain, checksum
+from trio_books.venues.okx import OKX_SPOT, OPS_PER_CONNECTION, SeqIdChain, checksum
 
 CAPTURE = "okx/okx_v5_books_3inst_20220513_cryptofeed.capture.jsonl"
 CAPTURE_INSTS = ("BTC-USDT", "UNI-USD-SWAP", "BTC-USD-220527")
@@ -242,10 +243,47 @@ def test_parser_handles_text_pong_acks_and_errors():
     assert proto.parse('{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}') == []  # 2022: no connId
     ack = '{"id":"1","event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"},"connId":"a4d3ae55"}'
     assert proto.parse(ack) == [] and proto.parse(ack) == []  # duplicate acks are fine
-    with pytest.raises(VenueRejected, match="60018"):
+    with pytest.raises(VenueRejected, match="60018"):  # names no instrument of ours: the connection's
         proto.parse('{"event":"error","msg":"Subscribe failed, wrong URL or channel:books,instId:NOPE doesn\'t exist.","code":"60018","connId":"b2b0944b"}')
     with pytest.raises(VenueRejected, match="60012"):
         proto.parse('{"id":"1512","event":"error","code":"60012","msg":"Invalid request","connId":"a4d3ae55"}')
+    with pytest.raises(VenueRejected, match="60011"):
+        proto.parse('{"event":"error","msg":"Please log in","code":"60011","connId":"a4d3ae55"}')
+
+
+@pytest.mark.parametrize("msg", [
+    # the documented text, and the shorter ones OKX has sent (no arg in any of them)
+    "Subscribe failed, wrong URL or channel:books,instId:XYZ-USDT doesn't exist. Please use the correct URL, channel and parameters referring to API document.",
+    "Wrong URL or channel:books,instId:XYZ-USDT doesn't exist. Please use the correct URL, channel and parameters referring to API document.",
+    "channel:books,instId:XYZ-USDT doesn't exist",
+])
+def test_an_error_naming_one_of_our_instruments_rejects_that_symbol(msg):
+    proto = feed(("BTC-USDT", "xyz-usdt"))
+    (fault,) = proto.parse(orjson.dumps({"event": "error", "msg": msg, "code": "60018", "connId": "b2b0944b"}))
+    assert type(fault) is SymbolRejected and fault.symbol == "xyz-usdt" and fault.reason == "rejected"
+    assert str(fault) == f"xyz-usdt: venue error 60018: {msg}"  # the venue's text, for /health
+    (by_arg,) = proto.parse('{"id":"3","event":"error","code":"60018","msg":"x","arg":{"channel":"books","instId":"BTC-USDT"}}')
+    assert by_arg.symbol == "BTC-USDT"
+
+
+def test_resubscribe_frames_and_the_480_requests_budget():
+    proto = feed(("BTC-USDT", "ETH-USDT"))
+    proto.subscribe()
+    unsub, sub = proto.resubscribe("ETH-USDT")
+    assert [orjson.loads(f.frame) for f in (unsub, sub)] == [
+        {"id": "2", "op": "unsubscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]},
+        {"id": "3", "op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]}]
+    assert unsub.symbols == sub.symbols == ("ETH-USDT",)
+    (retry,) = proto.resubscribe("BTC-USDT", unsubscribe=False)  # a refused symbol's retry
+    assert orjson.loads(retry.frame)["op"] == "subscribe" and proto.ops == 4
+    proto.resubscribe("BTC-USDT", unsubscribe=False)
+    while proto.ops + 2 < OPS_PER_CONNECTION:
+        assert len(proto.resubscribe("BTC-USDT")) == 2
+    assert proto.ops == OPS_PER_CONNECTION - 1
+    assert proto.resubscribe("BTC-USDT") is None  # two more would pass 480: the connection starts afresh
+    assert len(proto.resubscribe("BTC-USDT", unsubscribe=False)) == 1  # one more fits
+    assert proto.ops == OPS_PER_CONNECTION and proto.resubscribe("BTC-USDT", unsubscribe=False) is None
+    assert feed(("BTC-USDT",)).resubscribe("BTC-USDT") is not None  # a new connection has its own budget
     with pytest.raises(VenueClosed, match="64008"):
         proto.parse('{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade. Please reconnect.","connId":"a4d3ae55"}')
     with pytest.raises(ValueError):  # truncated JSON; the session reports it as a bad frame
@@ -302,9 +340,10 @@ def test_connection_url_subscribe_and_rest_snapshot():
     assert proto.url == "wss://ws.okx.com/ws/v5/public"  # port 8443 retired
     assert ":8443" not in get_venue("okx_spot").ws_url
     (sub,) = proto.subscribe()
-    msg = orjson.loads(sub)
+    msg = orjson.loads(sub.frame)
     assert msg["op"] == "subscribe" and msg["args"][0] == {"channel": "books", "instId": "C0-USDT"}
-    assert len(msg["args"]) == 29 and len(sub) < 64 * 1024
+    assert len(msg["args"]) == 29 and len(sub.frame) < 64 * 1024 and sub.symbols == symbols
+    assert proto.ops == 1  # of the 480 per connection per hour
     assert proto.snapshot_url("BTC-USDT") == "https://openapi.okx.com/api/v5/market/books?instId=BTC-USDT&sz=400"
     assert not proto.rest_snapshots
 
@@ -315,8 +354,10 @@ def test_parse_rest_snapshot_of_the_documented_shape():
             b'"bids":[["41006.3","0.30178218","0","2"]],"ts":"1629966436396","seqId":3235851742}]}')
     snap = proto.parse_snapshot("BTC-USDT", body)
     assert snap.update_id == 3235851742 and snap.asks == [("41006.8", "0.60038921")] and snap.checksum is None
-    with pytest.raises(SnapshotFailed, match="51001"):
+    with pytest.raises(SymbolRejected, match="BTC-USDT: snapshot refused: code 51001: Instrument ID does not exist"):
         proto.parse_snapshot("BTC-USDT", b'{"code":"51001","msg":"Instrument ID does not exist","data":[]}')
+    with pytest.raises(SnapshotUnusable, match="code 50011"):  # any other refusal: this book's snapshot alone
+        proto.parse_snapshot("BTC-USDT", b'{"code":"50011","msg":"Too Many Requests","data":[]}')
     with pytest.raises(BadFrame):
         proto.parse_snapshot("BTC-USDT", b'{"code":"0","msg":"","data":[{"asks":[],"bids":[],"ts":"1"}]}')
 

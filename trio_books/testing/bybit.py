@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from decimal import Decimal
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -19,6 +19,17 @@ from ..venues.bybit import ARGS_CHARS_PER_CONNECTION, ARGS_PER_REQUEST, DEPTHS, 
 from ._base import FakeClient, FakeVenue
 
 Topic = tuple[str, int]  # (symbol, depth)
+
+
+class ClientOp(NamedTuple):
+    """A subscribe/unsubscribe request as the fake received it."""
+
+    at: float  # trio time
+    conn_id: str
+    op: str
+    args: list[str]
+
+
 DEPTH1_RESEND: float = 3.0
 """Depth 1: an unchanged book is sent again (same ``u``) after this many seconds."""
 
@@ -46,14 +57,25 @@ class FakeBybitSpot(FakeVenue):
     that left the window, the levels that entered it, and ``u`` + 1 per topic.
     Depth 1 sends snapshots only, re-sent with the same ``u`` after 3 s unchanged.
 
+    A topic of a symbol it does not list (or of a depth Bybit lacks) is refused
+    ``error:handler not found,topic:T``, one already subscribed on the
+    connection ``error:already subscribed,topic:T``. What Bybit does with the
+    other topics of such a request is not documented, so ``partial_subscribe``
+    picks: ``False`` (default) refuses the whole request with one ack naming its
+    first bad topic; ``True`` sends one refusal per bad topic and subscribes the
+    good ones (no success ack). An unsubscribe is acked like a subscribe and
+    drops the topic; a topic not subscribed on the connection is refused
+    ``error:handler not found,topic:T`` (the fake's guess: undocumented). A
+    subscribe after an unsubscribe sends a fresh snapshot.
+
     Fault controls (besides :meth:`drop`, :meth:`silence` — the connection stays
     open, nothing is sent and pings go unanswered —, :meth:`skip_next_update`
     (``u`` advances, the delta is never sent; a paused stream still sends the
     topic's next delta, so the gap always shows), :meth:`send_malformed`,
-    :meth:`duplicate_next` and ``reject_subscribe`` — every subscribe request is
-    answered ``"success":false`` — from :class:`FakeVenue`): :meth:`restart`,
-    Bybit's service restart (the book moves on unsent, then a snapshot with
-    ``u == 1``).
+    :meth:`duplicate_next` and ``reject_subscribe`` — every topic of a subscribe
+    request is refused ``handler not found`` — from :class:`FakeVenue`):
+    :meth:`restart`, Bybit's service restart (the book moves on unsent, then a
+    snapshot with ``u == 1``).
     """
 
     venue_id: ClassVar[str] = "bybit_spot"
@@ -66,8 +88,9 @@ class FakeBybitSpot(FakeVenue):
     linear_acks: ClassVar[bool] = False
     default_depth: ClassVar[int] = 200
 
-    def __init__(self, symbols, **kwargs) -> None:
+    def __init__(self, symbols, *, partial_subscribe: bool = False, **kwargs) -> None:
         super().__init__(symbols, **kwargs)
+        self.partial_subscribe = partial_subscribe
         self._u: dict[Topic, int] = {}
         self._window: dict[Topic, tuple[dict[str, str], dict[str, str]]] = {}
         self._sent_at: dict[Topic, float] = {}  # depth 1: when the book was last sent
@@ -77,6 +100,7 @@ class FakeBybitSpot(FakeVenue):
         # counters, for tests
         self.pings: list[float] = []  # trio times at which a {"op":"ping"} arrived
         self.subscribe_requests: list[list[str]] = []  # the args of every subscribe request
+        self.requests: list[ClientOp] = []  # every subscribe/unsubscribe request, in order
         self.refusals: list[str] = []  # ret_msg of every "success": false sent
         self.connected_at: list[float] = []  # trio time of every accepted connection
 
@@ -280,13 +304,11 @@ class FakeBybitSpot(FakeVenue):
                 self.pings.append(trio.current_time())
                 await client.send(self._ack(client, "ping", req_id))  # dropped when silenced
             elif op in ("subscribe", "unsubscribe") and type(args) is list and all(type(a) is str for a in args):
+                self.requests.append(ClientOp(trio.current_time(), client.state["conn_id"], op, list(args)))
                 if op == "subscribe":
                     await self._subscribe(client, req_id, args)
                 else:
-                    for name in args:
-                        client.state["topics"].pop(name, None)
-                    client.symbols = {t[0] for t in client.state["topics"].values()}
-                    await client.send(self._ack(client, "unsubscribe", req_id))
+                    await self._unsubscribe(client, req_id, args)
             else:
                 await self._refuse(client, str(op or ""), req_id, "error:invalid op")
 
@@ -295,7 +317,8 @@ class FakeBybitSpot(FakeVenue):
         await client.send(self._ack(client, op, req_id, success=False, ret_msg=ret_msg))
 
     async def _subscribe(self, client: FakeClient, req_id: str | None, args: list[str]) -> None:
-        """All or nothing: one ack for the whole request, then a snapshot per topic."""
+        """One ack for the whole request (see ``partial_subscribe`` for a
+        request with bad topics), then a snapshot per subscribed topic."""
         self.subscribe_requests.append(list(args))
         topics: dict[str, Topic] = client.state["topics"]
         if self.max_args_per_request is not None and len(args) > self.max_args_per_request:
@@ -305,29 +328,48 @@ class FakeBybitSpot(FakeVenue):
         if sum(map(len, topics)) + sum(map(len, args)) > ARGS_CHARS_PER_CONNECTION:
             await self._refuse(client, "subscribe", req_id, f"fake: args over {ARGS_CHARS_PER_CONNECTION} characters")
             return
-        parsed: list[tuple[str, Topic]] = []
+        good: dict[str, Topic] = {}
+        refusals: list[str] = []
         for name in args:
             topic = self._parse_topic(name)
             if topic is None or self.reject_subscribe:
-                await self._refuse(client, "subscribe", req_id, f"error:handler not found,topic:{name}")
-                return
-            if name in topics:
-                await self._refuse(client, "subscribe", req_id, f"error:already subscribed,topic:{name}")
-                return
-            parsed.append((name, topic))
-        await client.send(self._ack(client, "subscribe", req_id))
+                refusals.append(f"error:handler not found,topic:{name}")
+            elif name in topics:
+                refusals.append(f"error:already subscribed,topic:{name}")
+            else:
+                good[name] = topic
+        if refusals and not self.partial_subscribe:
+            await self._refuse(client, "subscribe", req_id, refusals[0])
+            return
+        for ret_msg in refusals:
+            await self._refuse(client, "subscribe", req_id, ret_msg)
+        if not refusals:
+            await client.send(self._ack(client, "subscribe", req_id))
         # Under the stream's lock: no delta of these topics is sent while their
         # snapshots are, so a replayed snapshot (duplicate_next) follows its
         # original at once and never lands after a newer delta, which would take
         # the book back one update without any gap to show it.
         async with self._lock:
-            for name, topic in parsed:
+            for name, topic in good.items():
                 # the snapshot and the membership in one step: no delta slips in between
                 frame = self.snapshot_frame(*topic)
                 self._sent_at[topic] = trio.current_time()
                 topics[name] = topic
                 client.symbols.add(topic[0])
                 await client.send(frame)
+
+    async def _unsubscribe(self, client: FakeClient, req_id: str | None, args: list[str]) -> None:
+        """All or nothing, like a subscribe: the topics stop, one ack."""
+        topics: dict[str, Topic] = client.state["topics"]
+        missing = [name for name in args if name not in topics]
+        if missing:
+            await self._refuse(client, "unsubscribe", req_id, f"error:handler not found,topic:{missing[0]}")
+            return
+        async with self._lock:  # no delta of these topics after the ack
+            for name in args:
+                del topics[name]
+            client.symbols = {t[0] for t in topics.values()}
+        await client.send(self._ack(client, "unsubscribe", req_id))
 
 
 class FakeBybitFutures(FakeBybitSpot):
@@ -355,4 +397,4 @@ def _sorted(levels: list[Level], reverse: bool) -> list[Level]:
     return sorted(levels, key=lambda lv: Decimal(lv[0]), reverse=reverse)
 
 
-__all__ = ["FakeBybitFutures", "FakeBybitSpot"]
+__all__ = ["FakeBybitFutures", "FakeBybitSpot", "ClientOp"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from decimal import Decimal
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -18,6 +18,15 @@ from ..venues.okx import CHANNEL, DEPTH, checksum
 from ._base import FakeClient, FakeVenue, JSONResponse, Request, Route
 
 PATH = "/ws/v5/public"
+
+
+class ClientOp(NamedTuple):
+    """A subscribe/unsubscribe request as the fake received it."""
+
+    at: float  # trio time
+    conn_id: str
+    op: str
+    args: list  # the instIds
 
 
 def _ms() -> str:
@@ -35,7 +44,6 @@ def _wire(levels: list[Level]) -> list[list[str]]:
     return [[p, s, "0", _orders(p, s)] for p, s in levels]
 
 
-
 def parse_request(raw: str | bytes) -> tuple[str, list, dict] | None:
     """``(op, args, request)`` of an OKX client request, or None when it is not one
     (the venue answers that with error 60012)."""
@@ -46,6 +54,7 @@ def parse_request(raw: str | bytes) -> tuple[str, list, dict] | None:
         return None
     return (op, args, req) if type(args) is list else None
 
+
 class FakeOkxSpot(FakeVenue):
     """OKX spot at ``ws://127.0.0.1:<port>/ws/v5/public`` and ``http://127.0.0.1:<port>``.
 
@@ -55,6 +64,12 @@ class FakeOkxSpot(FakeVenue):
         send_ws_snapshot: push the initial ``action: snapshot`` after a
             subscribe; ``False`` sends only updates (OKX's announced change),
             so only a REST-seeded client can build the book.
+
+    An instrument it does not list is refused per arg with OKX's ``60018``
+    error (the request's other args go on); an unsubscribe is acked per arg and
+    a subscribe after it sends a fresh snapshot; REST ``books`` of an unknown
+    instrument answers code ``51001``. ``requests`` records every
+    subscribe/unsubscribe request per connection (OKX allows 480 an hour).
 
     Fault controls (besides :meth:`drop`, :meth:`silence` — the connection stays
     open, nothing is sent and ``ping`` goes unanswered —, :meth:`skip_next_update`,
@@ -79,6 +94,8 @@ class FakeOkxSpot(FakeVenue):
         self._maintenance: set[str] = set()
         self.pings: list[float] = []  # trio times at which a text "ping" arrived
         self.subscribe_requests = 0
+        self.requests: list[ClientOp] = []  # every subscribe/unsubscribe request, in order
+        self._lock = trio.Lock()  # an update is made and sent to every subscriber in one piece
 
     # --- OKX writes decimals without trailing zeros ("30244", "0.08") ---------------------
     def fmt_price(self, ticks: int) -> str:
@@ -101,6 +118,10 @@ class FakeOkxSpot(FakeVenue):
             for client in list(self.clients):
                 if s in client.symbols:
                     await client.send(frame)
+
+    async def emit(self, symbol: str) -> None:
+        async with self._lock:
+            await super().emit(symbol)
 
     # --- frames -----------------------------------------------------------------------------
     def _checksum(self, symbol: str) -> int:
@@ -159,6 +180,9 @@ class FakeOkxSpot(FakeVenue):
                 continue
             op, args, req = request
             rid = req.get("id")
+            if op in ("subscribe", "unsubscribe"):
+                insts = [a.get("instId") if type(a) is dict else None for a in args]
+                self.requests.append(ClientOp(trio.current_time(), conn_id, op, insts))
             if op == "subscribe":
                 self.subscribe_requests += 1
                 await self._subscribe(client, rid, args, conn_id)
@@ -173,16 +197,19 @@ class FakeOkxSpot(FakeVenue):
         for arg in args:
             channel, inst = (arg.get("channel"), arg.get("instId")) if type(arg) is dict else (None, None)
             if self.reject_subscribe or channel != CHANNEL or inst not in self.truth:
-                await client.send(_event(rid, "error", conn_id, code="60018",
+                await client.send(_event(rid, "error", conn_id,
                                          msg=f"Subscribe failed, wrong URL or channel:{channel},instId:{inst} doesn't exist. "
-                                             "Please use the correct URL, channel and parameters referring to API document."))
+                                             "Please use the correct URL, channel and parameters referring to API document.",
+                                         code="60018"))
                 continue
             await client.send(_event(rid, "subscribe", conn_id, arg={"channel": CHANNEL, "instId": inst}))
-            # frame and membership in one step: no update can slip in between
-            frame = self.snapshot_frame(inst) if self.send_ws_snapshot else None
-            client.symbols.add(inst)
-            if frame is not None:
-                await client.send(frame)
+            # frame and membership in one step, under the stream's lock: no update
+            # made before the snapshot can be sent after it
+            async with self._lock:
+                frame = self.snapshot_frame(inst) if self.send_ws_snapshot else None
+                client.symbols.add(inst)
+                if frame is not None:
+                    await client.send(frame)
 
     # --- REST -----------------------------------------------------------------------------
     def rest_routes(self) -> list[Route]:

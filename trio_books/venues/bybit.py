@@ -10,8 +10,14 @@ path and the venue id). From the Bybit V5 docs ("WebSocket Connect",
   per request on both). The ``args`` of one public connection together stay
   under 21,000 characters. One ack answers the whole request:
   ``{"success":true,…,"op":"subscribe"}``; ``"success":false`` carries the
-  reason in ``ret_msg`` (``error:handler not found,topic:…``) and is a
-  :class:`~trio_books.errors.VenueRejected`.
+  reason in ``ret_msg``: ``error:handler not found,topic:T`` (unknown symbol)
+  is a :class:`~trio_books.errors.SymbolRejected` of T's symbol (of the
+  request's one topic when ``ret_msg`` names none of ours; a refusal that names
+  no symbol is a connection-level :class:`~trio_books.errors.VenueRejected`).
+  What Bybit does with the other topics of a refused request is not
+  documented: each of them that has no snapshot yet is asked for again on its
+  own, and ``error:already subscribed,topic:T`` (T was subscribed after all)
+  is harmless, as is ``handler not found`` for an unsubscribe.
 * Depths 1, 50, 200 and 1000 on both products. Once subscribed the topic sends a
   ``snapshot``, then a ``delta`` whenever the book changes. A snapshot resets the
   book, whatever its ``u``: it also comes when Bybit re-sends the book after a
@@ -21,6 +27,8 @@ path and the venue id). From the Bybit V5 docs ("WebSocket Connect",
   overwrites it. Its ``u`` is the previous ``u + 1``, per topic; anything else is a
   gap (resync). No checksum exists: the ``u`` chain is the integrity check.
 * ``ts`` (frame generated) and ``cts`` (matching engine) are milliseconds.
+* Resync of one book: unsubscribe its topic, subscribe it again; a fresh
+  snapshot follows.
 * Heartbeat: the client sends ``{"op":"ping"}`` every 20 s; the pong is
   ``{"success":true,"ret_msg":"pong",…,"op":"ping"}`` (``op`` is ``"ping"``).
   Bybit cuts a connection with neither ping/pong nor data after 10 minutes.
@@ -30,6 +38,7 @@ Pure: no Trio, no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -37,8 +46,8 @@ import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, SequenceGap, VenueRejected
-from ..model import BEAT, UNREQUESTED, Delta, Snapshot, Verdict
+from ..errors import BadFrame, SequenceGap, SymbolRejected, VenueRejected
+from ..model import BEAT, UNREQUESTED, Delta, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
 DEPTHS: Final = (1, 50, 200, 1000)
@@ -53,6 +62,8 @@ characters of ``args`` with their JSON quotes and commas: within the 21,000."""
 PING: Final = '{"op":"ping"}'
 RESTART_UPDATE_ID: Final = 1
 """The ``u`` of the snapshot Bybit sends after restarting its service."""
+REFUSAL: Final = re.compile(r"error:(?P<why>[^,]*),topic:(?P<topic>\S+)")
+"""A failure ack's ``ret_msg`` naming a topic: ``error:handler not found,topic:orderbook.50.XYZ``."""
 
 
 @attrs.define
@@ -104,9 +115,11 @@ class BybitFeed:
         self.url = base if base.endswith(product.path) else base + product.path
         self.topics = [f"orderbook.{spec.depth}.{s.upper()}" for s in spec.symbols]
         self._by_topic = dict(zip(self.topics, spec.symbols))
-        self._requests: dict[str, list[str]] = {}
+        self._topic = dict(zip(spec.symbols, self.topics))
+        self._requests: dict[str, tuple[str, list[str]]] = {}  # req_id → (op, topics), until answered
         self._next_req = 0
         self._snapshotted: set[str] = set()
+        self._refused: set[str] = set()  # topics reported refused since they were last asked for alone
 
     # --- outbound -------------------------------------------------------------------
     def subscribe(self) -> list[Subscription]:
@@ -117,15 +130,17 @@ class BybitFeed:
 
     def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
         """Resync one topic (Bybit's step 8): unsubscribe it, subscribe it again;
-        a fresh snapshot follows."""
-        topic = f"orderbook.{self.spec.depth}.{symbol.upper()}"
+        a fresh snapshot follows. A refused symbol was never subscribed: only
+        the subscribe goes out (``unsubscribe=False``)."""
+        topic = self._topic[symbol]
+        self._refused.discard(topic)
         subs = [self._request("unsubscribe", [topic])] if unsubscribe else []
         return subs + [self._request("subscribe", [topic])]
 
     def _request(self, op: str, args: list[str]) -> Subscription:
         self._next_req += 1
         req_id = str(self._next_req)
-        self._requests[req_id] = args
+        self._requests[req_id] = (op, args)
         frame = orjson.dumps({"req_id": req_id, "op": op, "args": args}).decode()
         return Subscription(frame, tuple(self._by_topic[t] for t in args))
 
@@ -143,13 +158,41 @@ class BybitFeed:
         op = msg.get("op")
         success = msg.get("success")
         if success is False:
-            req_id = msg.get("req_id")
-            topics = self._requests.get(req_id) if type(req_id) is str else None
-            what = f" (request {req_id}: {', '.join(topics[:3])}{', …' if len(topics) > 3 else ''})" if topics else ""
-            raise VenueRejected(f"venue refused {op or 'a request'}: {str(msg.get('ret_msg'))[:200]}{what}")
+            return self._refusal(op, msg)
         if op == "ping" or op == "pong":
             return [BEAT]  # the answer to our ping (spot/linear say op "ping", ret_msg "pong")
+        req_id = msg.get("req_id")
+        if success is True and type(req_id) is str:
+            self._requests.pop(req_id, None)  # answered
         return []  # subscribe/unsubscribe acks, anything else without a topic
+
+    def _refusal(self, op: object, msg: dict[str, Any]) -> list[Parsed]:
+        """A ``"success":false`` ack: the refused symbol's fault, nothing (a
+        harmless refusal), or a :class:`VenueRejected` when no symbol can be named.
+        A refused request of several topics is split: each of its other topics
+        without a snapshot yet is asked for again alone (at once, as a reply)."""
+        text = str(msg.get("ret_msg"))[:200]
+        req_id = msg.get("req_id")
+        kind, topics = self._requests.pop(req_id, (op, [])) if type(req_id) is str else (op, [])
+        m = REFUSAL.match(text)
+        named = m["topic"] if m is not None and m["topic"] in self._by_topic else None
+        refused = named or (topics[0] if len(topics) == 1 else None)
+        why = m["why"] if m is not None else None
+        items: list[Parsed] = []
+        if refused is not None and (why == "already subscribed" or (kind == "unsubscribe" and why == "handler not found")):
+            pass  # subscribed after all / nothing to unsubscribe
+        elif refused is not None and kind == "subscribe":
+            if refused in self._refused:
+                return []  # reported already (a request and its split both refused it)
+            self._refused.add(refused)
+            items.append(SymbolRejected(self._by_topic[refused], f"venue refused subscribe: {text}"))
+        else:
+            shown = f" (request {req_id}: {', '.join(topics[:3])}{', …' if len(topics) > 3 else ''})" if topics else ""
+            raise VenueRejected(f"venue refused {kind or 'a request'}: {text}{shown}")
+        if kind == "subscribe" and len(topics) > 1:
+            items += [Reply(self._request("subscribe", [t]).frame) for t in topics
+                      if t != refused and self._by_topic[t] not in self._snapshotted]
+        return items
 
     def _book(self, symbol: str, msg: dict[str, Any]) -> Snapshot | Delta:
         data = msg.get("data")

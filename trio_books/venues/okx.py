@@ -5,7 +5,15 @@ see ``shared/protocols/okx-v5.md``):
 
 * Connect to ``/ws/v5/public`` and send ``{"op":"subscribe","args":[{"channel":
   "books","instId":X}, ...]}``; OKX acks each arg once (``{"event":"subscribe"}``,
-  duplicates happen) or answers ``{"event":"error","code":...,"msg":...}``.
+  duplicates happen) or answers ``{"event":"error","code":...,"msg":...}``;
+  an error naming one of our instruments (``60018``: ``...instId:X doesn't
+  exist...``, with no ``arg``) is a :class:`~trio_books.errors.SymbolRejected`
+  of X (OKX answers each arg alone: the others of the request go on), any
+  other error a connection-level :class:`~trio_books.errors.VenueRejected`.
+* Every subscribe and unsubscribe request counts toward 480 per connection per
+  hour. The feed has no clock, so it counts them over the connection's life:
+  a resync that would pass 480 gets no per-book path (``resubscribe`` returns
+  ``None``) and the connection starts afresh with a fresh budget.
 * A book frame is ``{"arg":{...},"action":"snapshot"|"update","data":[{"asks":
   [[px, sz, "0", n], ...],"bids":[...],"ts":"<ms>","checksum":<int>,
   "prevSeqId":<int>,"seqId":<int>}]}``. Size ``"0"`` deletes a level.
@@ -24,23 +32,25 @@ see ``shared/protocols/okx-v5.md``):
   ``GET /api/v5/market/books?instId=X&sz=400`` (it carries ``seqId``); fetch
   again while its ``seqId`` is below the first buffered ``prevSeqId``; drop
   updates with ``seqId <= snapshot seqId``; the first kept one must satisfy
-  ``prevSeqId <= snapshot seqId < seqId``; then chain as above.
+  ``prevSeqId <= snapshot seqId < seqId``; then chain as above. A REST
+  ``code`` ``51001`` ("Instrument ID does not exist") refuses the symbol.
 
 Pure: no Trio, no I/O.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
-from itertools import chain
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Final
 
 import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, SequenceGap, SnapshotFailed, VenueClosed, VenueRejected
+from ..errors import BadFrame, SequenceGap, SnapshotUnusable, SymbolRejected, VenueClosed, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
@@ -52,6 +62,11 @@ MAX_CHANNELS_PER_CONNECTION: Final = 29
 """OKX recommends fewer than 30 deep (50/400-level) book channels per connection."""
 MAX_REQUEST_BYTES: Final = 64 * 1024
 """A subscribe request's args must stay within 64 KB."""
+OPS_PER_CONNECTION: Final = 480
+"""Subscribe/unsubscribe/login requests allowed per connection per hour."""
+UNKNOWN_INSTRUMENT: Final = re.compile(r"instId:(\S+?) doesn't exist")
+"""How an ``event: error`` names the instrument it refuses (``60018``)."""
+REST_UNKNOWN_INSTRUMENT: Final = "51001"
 SERVICE_UPGRADE_NOTICE: Final = "64008"
 PING: Final = "ping"
 PONG: Final = "pong"
@@ -165,6 +180,7 @@ class OkxFeed:
         self._by_wire = {s.upper(): s for s in spec.symbols}
         self._snapshotted: set[str] = set()
         self._next_id = 0
+        self.ops = 0  # subscribe/unsubscribe requests made on this connection
         self.url = spec.ws_base if spec.ws_base.endswith("/ws/v5/public") else f"{spec.ws_base}/ws/v5/public"
 
     # --- outbound ---------------------------------------------------------------------
@@ -185,13 +201,18 @@ class OkxFeed:
             frames.append(self._request("subscribe", chunk))
         return frames
 
-    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
-        """Resync one instrument (OKX's step 7): unsubscribe, then subscribe; a new snapshot follows."""
+    def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription] | None:
+        """Resync one instrument (OKX's step 7): unsubscribe, then subscribe; a new
+        snapshot follows. ``None`` when that would pass the connection's
+        :data:`OPS_PER_CONNECTION` requests: the connection starts afresh."""
+        if self.ops + (2 if unsubscribe else 1) > OPS_PER_CONNECTION:
+            return None
         subs = [self._request("unsubscribe", [symbol])] if unsubscribe else []
         return subs + [self._request("subscribe", [symbol])]
 
     def _request(self, op: str, symbols: list[str]) -> Subscription:
         self._next_id += 1
+        self.ops += 1
         args = [{"channel": CHANNEL, "instId": s.upper()} for s in symbols]
         return Subscription(orjson.dumps({"id": str(self._next_id), "op": op, "args": args}).decode(), tuple(symbols))
 
@@ -214,7 +235,7 @@ class OkxFeed:
         if event in ("subscribe", "unsubscribe", "channel-conn-count"):
             return []  # acks, one per arg; duplicates are harmless
         if event == "error":
-            raise VenueRejected(f"venue error {msg.get('code')}: {str(msg.get('msg'))[:200]}")
+            return [self._refused(msg)]
         if event == "channel-conn-count-error":
             raise VenueRejected(f"venue refused the subscription: connection count {msg.get('connCount')} on {msg.get('channel')}")
         if event == "notice":
@@ -222,6 +243,21 @@ class OkxFeed:
                 raise VenueClosed(f"venue notice {SERVICE_UPGRADE_NOTICE}: {str(msg.get('msg'))[:160]}")
             return []
         return []
+
+    def _refused(self, msg: dict) -> SymbolRejected:
+        """The fault of the instrument an error names (its ``arg``, else the
+        ``instId:X doesn't exist`` of its text); an error naming none of ours
+        ends the connection."""
+        text = f"venue error {msg.get('code')}: {str(msg.get('msg'))[:200]}"
+        arg = msg.get("arg")
+        inst = arg.get("instId") if type(arg) is dict else None
+        if inst is None:
+            m = UNKNOWN_INSTRUMENT.search(str(msg.get("msg")))
+            inst = m[1] if m is not None else None
+        symbol = self._by_wire.get(inst) if type(inst) is str else None
+        if symbol is None:
+            raise VenueRejected(text)
+        return SymbolRejected(symbol, text)
 
     def _book(self, arg: dict, action: object, data: object) -> list:
         symbol = self._by_wire.get(arg.get("instId"))  # type: ignore[arg-type]
@@ -267,7 +303,8 @@ class OkxFeed:
             raise BadFrame("snapshot is not a JSON object")
         code = msg.get("code")
         if code != "0":
-            raise SnapshotFailed(f"snapshot refused: code {code}: {str(msg.get('msg'))[:160]}")
+            text = f"snapshot refused: code {code}: {str(msg.get('msg'))[:160]}"
+            raise (SymbolRejected if code == REST_UNKNOWN_INSTRUMENT else SnapshotUnusable)(symbol, text)
         data = msg.get("data")
         if type(data) is not list or len(data) != 1 or type(data[0]) is not dict:
             raise BadFrame("snapshot data is not a one-element array of objects")
