@@ -7,7 +7,7 @@ import trio
 
 from trio_books import BookState, load_config_text, open_books
 from trio_books.testing import FakeBingx
-from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
+from trio_books.testing.harness import converge, recover, view_top
 
 VENUE = "bingx_spot"
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
@@ -75,25 +75,28 @@ async def test_drop_malformed_and_bomb_recover(nursery):
     assert fake.connections_accepted == 4
 
 
-async def test_update_id_going_back_resyncs(nursery):
+async def test_update_id_going_back_fails_that_book_until_the_next_push(nursery):
     fake = await start(nursery)
     async with open_books(config(fake)) as books:
         with trio.fail_after(10):
             await books.wait_live(VENUE)
         fake.regress_update_id("ETH-USDT")
+        entry = books.store.entry(VENUE, "ETH-USDT")
         with trio.fail_after(10):
-            await wait_failure(books, "gap")
-            await books.wait_live(VENUE)
+            while not entry.resyncs:
+                await trio.sleep(0.01)
+            await books.wait_live(VENUE, "ETH-USDT")
         await converge(view_top(books, VENUE, "ETH-USDT"), fake, "ETH-USDT")
+        stats = books.statistics()[VENUE]
+        assert stats.failures == {} and stats.book_resyncs == {"gap": 1} and dict(entry.resyncs) == {"gap": 1}
+        assert fake.connections_accepted == 1 and len(fake.subscribe_requests) == 2  # nothing sent to rebuild it
 
 
-RecordingFake = FakeBingx  # the base fake notes accepted_at itself
-
-async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pacer, autojump_clock):
-    fake = await nursery.start(RecordingFake(SYMBOLS, rate=5).serve)
+async def test_refused_topics_are_rejected_books_retried_alone_with_a_growing_delay(nursery, pacer, autojump_clock):
+    fake = await nursery.start(FakeBingx(SYMBOLS, rate=5).serve)
     fake.reject_subscribe = True  # each topic: one leaked data frame, then code 80015
     fake.reject_delay = 0.5  # time enough for the leaked frame to reach the book task
-    cfg = load_config_text(fake.config_toml(depth=20, backoff_base=1.0, backoff_cap=30.0))
+    cfg = load_config_text(fake.config_toml(depth=20, backoff_base=1.0, backoff_cap=30.0, rejected_retry=2.0))
     ever_live = False
     async with open_books(cfg) as books:
 
@@ -104,15 +107,19 @@ async def test_subscribe_rejection_is_rejected_with_growing_backoff(nursery, pac
                 ever_live = ever_live or any(books.state(VENUE, s) is BookState.LIVE for s in SYMBOLS)
 
         nursery.start_soon(watch)
-        await trio.sleep(150)
+        await trio.sleep(40)
         stats = books.statistics()[VENUE]
         assert not ever_live  # the leaked frame of a refused topic never made a book live
-        assert set(stats.failures) == {"rejected"} and stats.failures["rejected"] >= 6
-        assert "80015" in stats.last_error and stats.state == "degraded"
-        # vs ~1500 attempts in 150 s at the 0.1 s floor; grown well past the first ceiling
-        assert_full_jitter(fake.accepted_at, fewer_than=20, grown=(4, 2.0))
+        assert stats.books == {s: "rejected" for s in SYMBOLS} and stats.failures == {}
+        assert all("80015" in stats.book_errors[s] and "dataType not support" in stats.book_errors[s] for s in SYMBOLS)
+        assert fake.connections_accepted == 1 and stats.ignored.get("unrequested", 0) >= 2
+        for symbol in SYMBOLS:  # 2, 4, 8, 16 s between one topic's subscribes (+ the 0.5 s refusal delay)
+            times = [t for t, r in zip(fake.request_times, fake.subscribe_requests) if r["dataType"] == f"{symbol}@depth20"]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            assert len(gaps) == 4 and all(want <= gap <= want + 0.7 for gap, want in zip(gaps, (2.5, 4.5, 8.5, 16.5))), gaps
         fake.reject_subscribe = False
         await recover(books, fake, VENUE, SYMBOLS)
+        assert fake.connections_accepted == 1
 
 
 @pytest.mark.parametrize("fault", ["silence", "stop_pings"])
@@ -131,6 +138,7 @@ async def test_no_server_ping_for_60s_trips_the_watchdog(fault, nursery, pacer, 
             await books.wait_state(VENUE, "BTC-USDT", BookState.STALE)
         waited = trio.current_time() - client.state["last_ping_at"]
         assert 59.5 <= waited <= 61.0  # 60 s after the last ping, in virtual time
+        await wait_failure(books, "heartbeat")  # counted once the attempt has ended
         stats = books.statistics()[VENUE]
         assert stats.failures == {"heartbeat": 1} and "no heartbeat for 60 s" in stats.last_error
         if fault == "stop_pings":

@@ -64,20 +64,36 @@ async def test_deeper_depth_with_trimmed_numbers_equals_truth(nursery):
         assert books.statistics()[VENUE].failures == {}
 
 
-async def test_skipped_update_fails_the_checksum_and_resyncs(nursery):
+async def wait_book_resync(books, symbol: str, reason: str, timeout: float = 10) -> None:
+    """Until ``symbol`` was resynced for ``reason`` and is live again."""
+    entry = books.store.entry(VENUE, symbol)
+    with trio.fail_after(timeout):
+        while not entry.resyncs.get(reason):
+            await trio.sleep(0.01)
+        await books.wait_live(VENUE, symbol)
+
+
+def book_requests_since(fake, start: int) -> list[tuple[str, tuple[str, ...]]]:
+    return [(method, symbols) for _, method, symbols in fake.book_requests[start:]]
+
+
+async def test_skipped_update_fails_the_checksum_and_resyncs_that_book(nursery):
     fake = await start(nursery)
     async with open_books(load_config_text(fake.config_toml(depth=25, **FAST))) as books:
         with trio.fail_after(10):
             await books.wait_live(VENUE)
+        before = len(fake.book_requests)
         fake.skip_next_update("ETH/USD")
-        await wait_failure(books, "checksum")
+        await wait_book_resync(books, "ETH/USD", "checksum")
         assert fake.updates_skipped == 1
-        with trio.fail_after(10):
-            await books.wait_live(VENUE)
         await converge_all(books, fake, 25)
         stats = books.statistics()[VENUE]
-        assert stats.failures == {"checksum": 1} and stats.resyncs == 1 and fake.connections_accepted == 2
-        assert "ETH/USD" in stats.last_error
+        assert stats.failures == {} and stats.book_resyncs == {"checksum": 1} and stats.resyncs == 1
+        assert fake.connections_accepted == 1 and stats.reconnects == 0
+        # the one book, unsubscribed and subscribed again on the live connection
+        assert book_requests_since(fake, before) == [("unsubscribe", ("ETH/USD",)), ("subscribe", ("ETH/USD",))]
+        assert dict(books.store.entry(VENUE, "ETH/USD").resyncs) == {"checksum": 1}
+        assert not books.store.entry(VENUE, "BTC/USD").resyncs
 
 
 async def test_corrupt_checksum_is_counted_under_checksum(nursery):
@@ -86,13 +102,11 @@ async def test_corrupt_checksum_is_counted_under_checksum(nursery):
         with trio.fail_after(10):
             await books.wait_live(VENUE)
         fake.corrupt_checksum_next("BTC/USD")
-        await wait_failure(books, "checksum")
+        await wait_book_resync(books, "BTC/USD", "checksum")
         assert fake.checksums_corrupted == 1
-        with trio.fail_after(10):
-            await books.wait_live(VENUE)
         await converge_all(books, fake)
         stats = books.statistics()[VENUE]
-        assert stats.failures == {"checksum": 1} and stats.reconnects == 1
+        assert stats.failures == {} and stats.book_resyncs == {"checksum": 1} and stats.reconnects == 0
 
 
 async def test_checksum_check_can_be_switched_off(nursery):
@@ -132,27 +146,34 @@ async def test_subscribe_rejection_backs_off_growing(nursery, autojump_clock, pa
     real = backoff_module.backoff_delay
     monkeypatch.setattr("trio_books.supervise.backoff_delay", lambda failures, **kw: real(failures, rng=lambda: 1.0, **kw))
     fake = await start(nursery)
-    fake.reject_subscribe = True
+    fake.reject_subscribe = True  # the request refused, naming no symbol: the connection's refusal
     cfg = load_config_text(fake.config_toml(depth=10, backoff_base=1.0, backoff_cap=8.0))
     async with open_books(cfg) as books:
         await wait_failure(books, "rejected", at_least=5, timeout=60)
         stats = books.statistics()[VENUE]
         assert stats.state == "degraded" and "Exceeded msg rate" in stats.last_error
+        assert stats.book_resyncs == {}  # no book was refused: the request was
         assert_exact_backoff(fake.accepted_at)  # 1, 2, 4, 8 s plus the time to connect and be refused
-        assert fake.rejections_sent >= 2 * 5  # one refusal per symbol per attempt
+        assert fake.rejections_sent >= 5  # one refusal per attempt
         fake.reject_subscribe = False
         with trio.fail_after(30):
             await books.wait_live(VENUE)
         await converge_all(books, fake)
 
 
-async def test_unknown_pair_is_rejected_with_a_hint(nursery):
+async def test_unknown_pair_is_rejected_alone_with_a_hint(nursery):
     fake = await start(nursery)
     cfg = load_config_text(fake.config_toml(**FAST).replace('"ETH/USD"', '"XBT/USD"'))
     async with open_books(cfg) as books:
-        await wait_failure(books, "rejected")
-        assert "XBT/USD (Kraken v2 spells XBT as BTC)" in books.statistics()[VENUE].last_error
-        assert fake.book_subscribes == 0  # refused before asking for any book
+        with trio.fail_after(10):
+            await books.wait_live(VENUE, "BTC/USD")
+            await books.wait_state(VENUE, "XBT/USD", BookState.REJECTED)
+        stats = books.statistics()[VENUE]
+        assert "XBT/USD: not a Kraken spot pair" in stats.book_errors["XBT/USD"]
+        assert "(Kraken v2 spells XBT as BTC)" in stats.book_errors["XBT/USD"]
+        # the book subscription left it out
+        assert [(m, names) for _, m, names in fake.book_requests] == [("subscribe", ("BTC/USD",))]
+        assert stats.failures == {} and fake.connections_accepted == 1
 
 
 async def test_silence_ping_gets_no_pong_and_the_attempt_ends(nursery, autojump_clock, pacer):
@@ -166,6 +187,7 @@ async def test_silence_ping_gets_no_pong_and_the_attempt_ends(nursery, autojump_
         with trio.fail_after(120):
             await books.wait_state(VENUE, "BTC/USD", BookState.STALE)
         ended = trio.current_time() - fake.accepted_at[0]
+        await wait_failure(books, "heartbeat")  # counted once the attempt has ended
         assert 40.0 <= ended <= 40.5  # ping at 30 s after connecting, no pong by 40 s
         stats = books.statistics()[VENUE]
         assert stats.failures == {"heartbeat": 1} and "no pong within 10 s" in stats.last_error
@@ -190,6 +212,7 @@ async def test_silence_trips_the_frame_watchdog_by_default(nursery, autojump_clo
         with trio.fail_after(60):
             await books.wait_state(VENUE, "BTC/USD", BookState.STALE)
         assert 9.0 <= trio.current_time() - silenced <= 10.5  # the 10 s watchdog
+        await wait_failure(books, "heartbeat")  # counted once the attempt has ended
         assert "no frame for 10 s" in books.statistics()[VENUE].last_error
         fake.paused = False
         with trio.fail_after(60):
@@ -213,5 +236,6 @@ async def test_gap_before_a_pause_shows_even_when_the_next_update_misses_the_win
         await fake.burst(1, ["ETH/USD"])  # the truth's top moves; nothing is sent
         for s in fake.symbols:
             await converge(view_top(books, VENUE, s, 10), fake, s, n=10, timeout=60)
-        # a checksum mismatch and a resync, or a later update that overwrote the same level
-        assert books.statistics()[VENUE].failures in ({}, {"checksum": 1})
+        # a checksum mismatch and a resync of that book, or a later update that overwrote the same level
+        stats = books.statistics()[VENUE]
+        assert stats.failures == {} and stats.book_resyncs in ({}, {"checksum": 1})

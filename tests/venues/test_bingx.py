@@ -13,7 +13,7 @@ import pytest
 
 from tests.capture import records
 from trio_books import ConfigError, load_config_text
-from trio_books.errors import BadFrame, SequenceGap, VenueRejected
+from trio_books.errors import BadFrame, CrossedBook, SequenceGap, SymbolRejected, VenueRejected
 from trio_books.model import BEAT, UNREQUESTED, Reply, Snapshot
 from trio_books.sync import SymbolSync
 from trio_books.testing.bingx import gzip_bomb
@@ -39,8 +39,8 @@ def feed(symbols=("BTC-USDT",), depth=20):
 def acked(symbols=("BTC-USDT",), depth=20):
     """A feed whose subscriptions the venue acked (spot ack shape)."""
     proto = feed(symbols, depth)
-    for frame in proto.subscribe():
-        req = orjson.loads(frame)
+    for sub in proto.subscribe():
+        req = orjson.loads(sub.frame)
         ack = {"code": 0, "id": req["id"], "msg": "SUCCESS", "timestamp": 1760066281286}
         assert proto.parse(gzip.compress(orjson.dumps(ack))) == []
     return proto
@@ -155,20 +155,70 @@ def test_text_ping_gets_text_pong():
 
 
 def test_subscribe_is_one_topic_per_frame_with_unique_ids():
-    frames = [orjson.loads(f) for f in feed(("BTC-USDT", "eth-usdt"), 50).subscribe()]
+    subs = feed(("BTC-USDT", "eth-usdt"), 50).subscribe()
+    assert [sub.symbols for sub in subs] == [("BTC-USDT",), ("eth-usdt",)]  # each book's clock starts with its frame
+    frames = [orjson.loads(sub.frame) for sub in subs]
     assert [f["dataType"] for f in frames] == ["BTC-USDT@depth50", "ETH-USDT@depth50"]  # symbols uppercase on the wire
     assert all(f["reqType"] == "sub" for f in frames)
     assert len({f["id"] for f in frames}) == 2
 
 
-def test_refusals_are_venue_rejected_naming_the_topic():
-    proto = feed()
-    (req,) = [orjson.loads(f) for f in proto.subscribe()]
-    with pytest.raises(VenueRejected, match=r"80015 for BTC-USDT@depth20: dataType not support"):
-        refusal = {"code": 80015, "id": req["id"], "msg": "dataType not support", "dataType": "", "data": None}  # swap shape
+def test_a_refused_topic_is_that_symbol_rejected_and_an_unattributable_refusal_the_connection():
+    proto = feed(("BTC-USDT", "ETH-USDT"))
+    btc, eth = [orjson.loads(sub.frame) for sub in proto.subscribe()]
+    refusal = {"code": 80015, "id": eth["id"], "msg": "dataType not support", "dataType": "", "data": None}  # swap shape
+    with pytest.raises(SymbolRejected, match=r"^ETH-USDT: venue error 80015 for ETH-USDT@depth20: dataType not support$") as info:
         proto.parse(gzip.compress(orjson.dumps(refusal)))
+    assert info.value.symbol == "ETH-USDT" and info.value.reason == "rejected"
+    ack = {"code": 0, "id": btc["id"], "msg": "SUCCESS", "timestamp": 1760066281286}
+    assert proto.parse(gzip.compress(orjson.dumps(ack))) == []  # the other topic goes on
+    over = {"code": 80403, "id": "not-one-of-ours", "msg": "your topic num over max 200"}
+    with pytest.raises(VenueRejected, match="80403: your topic num over max 200"):
+        proto.parse(gzip.compress(orjson.dumps(over)))
     with pytest.raises(VenueRejected, match="100400"):
         proto.parse(gzip.compress(b'{"code":100400,"msg":"","timestamp":1696245808833}'))
+
+
+def test_a_refused_symbol_is_asked_for_again_with_a_fresh_id_and_counts_once_acked():
+    proto = feed(("BTC-USDT", "ETH-USDT"))
+    first = orjson.loads(proto.subscribe()[1].frame)
+    with pytest.raises(SymbolRejected):
+        proto.parse(gzip.compress(orjson.dumps({"code": 80015, "id": first["id"], "msg": "dataType not support"})))
+    push = DOC_DEPTH50.replace(b"BTC-USDT@depth50", b"ETH-USDT@depth20")
+    assert proto.parse(gzip.compress(push)) == [UNREQUESTED]  # refused: a leaked frame is not data
+    assert proto.resubscribe("ETH-USDT") == []  # a failed book: the next push rebuilds it, nothing to send
+    (retry,) = proto.resubscribe("ETH-USDT", unsubscribe=False)
+    again = orjson.loads(retry.frame)
+    assert retry.symbols == ("ETH-USDT",) and again["dataType"] == "ETH-USDT@depth20" and again["id"] != first["id"]
+    assert proto.parse(gzip.compress(orjson.dumps({"code": 0, "id": again["id"], "msg": "SUCCESS"}))) == []
+    (snap,) = proto.parse(gzip.compress(push))
+    assert snap.symbol == "ETH-USDT"
+
+
+def test_a_bad_push_fails_its_book_alone_and_the_next_good_push_rebuilds_it():
+    """What the book task does with BingX pushes: a crossed push and one whose
+    lastUpdateId went back fail that symbol's sync; a fresh one (the core's
+    resync) takes the next push whole."""
+    proto = acked(("BTC-USDT", "ETH-USDT"), depth=50)
+    syncs = {s: SymbolSync(s, 50, proto.new_sequencer(s), proto.verify, False) for s in proto.symbols}
+
+    def push(symbol: str, uid: int, bids=b'[["121228.61","0.000321"]]') -> None:
+        frame = DOC_DEPTH50.replace(b"BTC-USDT", symbol.encode()).replace(b"14669994934", str(uid).encode())
+        frame = frame.replace(b'[["121228.61","0.000321"],["121210.43","4.538315"],["121210.42","0.000825"]]', bids)
+        (snap,) = proto.parse(gzip.compress(frame))
+        syncs[symbol].on_snapshot(snap)
+
+    push("BTC-USDT", 10)
+    push("ETH-USDT", 10)
+    with pytest.raises(CrossedBook, match="ETH-USDT: crossed book, best bid 121400.00 >= best ask 121395.65"):
+        push("ETH-USDT", 11, b'[["121400.00","1"]]')
+    syncs["ETH-USDT"] = SymbolSync("ETH-USDT", 50, proto.new_sequencer("ETH-USDT"), proto.verify, False)  # the resync
+    push("BTC-USDT", 12)
+    push("ETH-USDT", 12)
+    assert all(sync.live and not sync.book.is_crossed() for sync in syncs.values())
+    with pytest.raises(SequenceGap, match="^BTC-USDT: lastUpdateId went back from 12 to 11$"):
+        push("BTC-USDT", 11)
+    assert syncs["ETH-USDT"].live
 
 
 def test_symbol_with_lowercase_config_maps_back():

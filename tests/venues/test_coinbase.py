@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from tests.capture import records
-from trio_books.errors import BadFrame, SequenceGap, StaleFeed, VenueRejected
+from trio_books.errors import BadFrame, ConnectionGap, SequenceGap, StaleFeed, SymbolRejected, VenueRejected
 from trio_books.heartbeat import Liveness, enforce_heartbeat
 from trio_books.model import BEAT, UNREQUESTED, Beat, Delta, Snapshot
 from trio_books.session import parse_frame
@@ -44,6 +44,7 @@ def replay(frames, symbols=PRODUCTS, depth=FULL_DEPTH):
     """Parse every frame and drive the core's SymbolSync as the session does;
     check the books are never crossed. Returns (proto, syncs, items)."""
     proto = feed(symbols, depth)
+    proto.subscribe()  # the session sends them first: the acks answer them
     syncs = {s: SymbolSync(s, depth, proto.new_sequencer(s), proto.verify, proto.rest_snapshots) for s in symbols}
     items = []
     for frame in frames:
@@ -132,7 +133,7 @@ def test_a_flipped_digit_in_a_captured_sequence_num_trips_the_check(kind):
     proto = feed()
     for frame in frames[:index]:
         proto.parse(frame)
-    with pytest.raises(SequenceGap, match=f"sequence_num {flipped} after {int(seq) - 1}"):
+    with pytest.raises(ConnectionGap, match=f"sequence_num {flipped} after {int(seq) - 1}"):
         proto.parse(frames[index])
 
 
@@ -144,14 +145,14 @@ def test_a_lost_frame_of_any_channel_is_a_gap(channel):
     frames = rx_frames()
     index = next(i for i, f in enumerate(frames) if i > 40 and f.startswith(f'{{"channel":"{channel}"'))
     del frames[index]
-    with pytest.raises(SequenceGap):
+    with pytest.raises(ConnectionGap):
         replay(frames[: index + 1])
 
 
 def test_a_replayed_frame_is_caught_too():
     frames = rx_frames()
     frames.insert(60, frames[59])
-    with pytest.raises(SequenceGap, match="went back"):
+    with pytest.raises(ConnectionGap, match="went back"):
         replay(frames[:61])
 
 
@@ -162,10 +163,11 @@ def test_subscribe_sends_one_channel_per_message_like_the_capture():
     proto = feed()
     level2, heartbeats = proto.subscribe()
     sent = [frame for _, d, frame in capture() if d == "tx"]
-    assert level2 in sent  # byte for byte what the capturing client sent
-    assert orjson.loads(heartbeats) == {"type": "subscribe", "channel": "heartbeats"}  # the documented shape
+    assert level2.frame in sent and level2.symbols == PRODUCTS  # byte for byte what the capturing client sent
+    assert orjson.loads(heartbeats.frame) == {"type": "subscribe", "channel": "heartbeats"}  # the documented shape
+    assert heartbeats.symbols == ()
     assert proto.url == "wss://advanced-trade-ws.coinbase.com" and proto.rest_snapshots is False
-    assert orjson.loads(feed(("btc-usd",)).subscribe()[0])["product_ids"] == ["BTC-USD"]
+    assert orjson.loads(feed(("btc-usd",)).subscribe()[0].frame)["product_ids"] == ["BTC-USD"]
 
 
 def ack(seq: int, subs: dict) -> str:
@@ -173,17 +175,26 @@ def ack(seq: int, subs: dict) -> str:
                          "events": [{"subscriptions": subs}]}).decode()
 
 
-def test_subscriptions_that_leave_a_product_out_are_rejected_by_name():
+def rejected(items) -> list[tuple[str, str]]:
+    assert all(isinstance(i, SymbolRejected) for i in items)
+    return [(i.symbol, str(i)) for i in items]
+
+
+LEFT_OUT = "left out of the level2 subscriptions ack (Coinbase silently drops unknown product ids: check the symbol)"
+
+
+def test_a_product_the_ack_leaves_out_is_rejected_alone_by_name():
     proto = feed(("BTC-USD", "ETH-USD", "NOPE-USD"))
-    assert proto.parse(ack(0, {"market_trades": ["BTC-USD"]})) == []  # not ours: nothing to check
-    with pytest.raises(VenueRejected, match=r"leaves out NOPE-USD \(Coinbase silently drops unknown product ids"):
-        proto.parse(ack(1, {"level2": ["ETH-USD", "BTC-USD"]}))
+    proto.subscribe()
+    assert proto.parse(ack(0, {"market_trades": ["BTC-USD"]})) == []  # not ours: answers nothing of ours
+    assert rejected(proto.parse(ack(1, {"level2": ["ETH-USD", "BTC-USD"]}))) == [("NOPE-USD", f"NOPE-USD: {LEFT_OUT}")]
+    assert proto.parse(ack(2, {"heartbeats": ["heartbeats"], "level2": ["ETH-USD", "BTC-USD"]})) == []
 
 
-def test_a_heartbeats_ack_without_level2_names_every_product():
+def test_a_heartbeats_ack_answering_the_level2_subscribe_names_every_product():
     proto = feed()
-    with pytest.raises(VenueRejected, match="leaves out BTC-USD, ETH-USD"):
-        proto.parse(ack(0, {"heartbeats": ["heartbeats"]}))
+    proto.subscribe()
+    assert [s for s, _ in rejected(proto.parse(ack(0, {"heartbeats": ["heartbeats"]})))] == ["BTC-USD", "ETH-USD"]
 
 
 def test_the_captured_acks_are_accepted_and_a_doctored_one_is_not():
@@ -191,13 +202,15 @@ def test_the_captured_acks_are_accepted_and_a_doctored_one_is_not():
     acks = [f for f in frames if f.startswith('{"channel":"subscriptions"')]
     assert len(acks) == 5 and '"level2":["BTC-USD","ETH-USD"]' in acks[3]
     proto = feed()
-    for a in acks:  # cumulative; the first three carry neither level2 nor heartbeats
+    proto.subscribe()
+    for a in acks:  # cumulative; the first three answer the capturing client's other channels
         proto.last_seq = orjson.loads(a)["sequence_num"] - 1
         assert proto.parse(a) == []
+    assert proto.level2_confirmed and not proto._unacked
     doctored = acks[3].replace('"level2":["BTC-USD","ETH-USD"]', '"level2":["BTC-USD"]')
     proto = feed()
-    with pytest.raises(VenueRejected, match="leaves out ETH-USD"):
-        proto.parse(doctored)
+    proto.subscribe()
+    assert rejected(proto.parse(doctored)) == [("ETH-USD", f"ETH-USD: {LEFT_OUT}")]
 
 
 def test_error_frames_are_venue_rejected():
@@ -257,16 +270,17 @@ def test_heartbeats_are_beats_with_either_counter_type():
     assert proto.parse(doc) == [BEAT] and proto.parse(wire) == [BEAT]
 
 
-def test_update_before_its_snapshot_is_a_gap():
-    with pytest.raises(SequenceGap, match="BTC-USD: update before its snapshot"):
+def test_update_before_its_snapshot_is_a_gap_of_that_book():
+    with pytest.raises(SequenceGap, match="BTC-USD: update before its snapshot") as info:
         feed().parse(update_frame(0))
+    assert info.value.symbol == "BTC-USD"
 
 
 def test_other_products_and_channels_are_ignored_but_counted():
     proto = feed(("BTC-USD",))
     assert proto.parse(snapshot_frame(0, "ETH-USD")) == [UNREQUESTED]  # counted by the reader
     assert proto.parse('{"channel":"ticker","timestamp":"2026-08-09T21:05:48Z","sequence_num":1,"events":[]}') == []
-    with pytest.raises(SequenceGap):
+    with pytest.raises(ConnectionGap):
         proto.parse(snapshot_frame(3))
 
 

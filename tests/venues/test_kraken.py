@@ -18,7 +18,7 @@ import trio
 
 from tests.capture import records
 from trio_books.book import OrderBook
-from trio_books.errors import BadFrame, ChecksumMismatch, StaleFeed, VenueRejected
+from trio_books.errors import BadFrame, ChecksumMismatch, StaleFeed, SymbolRejected, VenueRejected
 from trio_books.heartbeat import Liveness, enforce_heartbeat
 from trio_books.model import BEAT, UNREQUESTED, Delta, Reply, Snapshot
 from trio_books.sync import SymbolSync
@@ -144,7 +144,8 @@ def test_book_subscribe_is_the_captured_request(relpath, depth):
     """What the parser asks for once the precisions are in is what the capturing client sent."""
     symbol = "MINA/GBP" if relpath == MINA else "BTC/USD"
     proto = feed((symbol,), depth)
-    assert [json.loads(f)["params"] for f in proto.subscribe()] == [{"channel": "instrument", "snapshot": True}]
+    (sub,) = proto.subscribe()
+    assert json.loads(sub.frame)["params"] == {"channel": "instrument", "snapshot": True} and sub.symbols == (symbol,)
     (reply,) = proto.parse(instrument_frame((symbol,)))
     sent = next(json.loads(r["frame"]) for r in records(relpath) if r["dir"] == "tx")
     ours = json.loads(reply.text)
@@ -285,15 +286,18 @@ def test_control_messages():
     assert proto.parse('{"channel":"ticker","type":"update","data":[]}') == []
 
 
-def test_refusals_are_venue_rejected():
-    proto = feed()
-    with pytest.raises(VenueRejected, match="DOGE/XXX: Currency pair not supported"):
+def test_a_refused_symbol_is_that_book_alone_and_a_refused_request_the_connection():
+    proto = feed(("BTC/USD", "DOGE/XXX"))
+    with pytest.raises(SymbolRejected, match="^DOGE/XXX: kraken refused subscribe: Currency pair not supported DOGE/XXX$") as info:
         proto.parse('{"error":"Currency pair not supported DOGE/XXX","method":"subscribe","req_id":2,"success":false,'
                     '"symbol":"DOGE/XXX","time_in":"2023-01-01T00:00:00.000000Z","time_out":"2023-01-01T00:00:00.000000Z"}')
-    with pytest.raises(VenueRejected, match="Exceeded msg rate"):
+    assert info.value.symbol == "DOGE/XXX"
+    # a refused unsubscribe (of a resync) passes: the subscribe behind it decides
+    assert proto.parse('{"error":"Subscription Not Found","method":"unsubscribe","success":false,"symbol":"BTC/USD"}') == []
+    with pytest.raises(VenueRejected, match="Exceeded msg rate"):  # no symbol: the request's, the connection's
         proto.parse('{"error":"Exceeded msg rate","method":"subscribe","success":false}')
-    with pytest.raises(VenueRejected, match=r"XBT/USD \(Kraken v2 spells XBT as BTC\)"):
-        feed(("BTC/USD", "XBT/USD")).parse(instrument_frame(("BTC/USD",)))
+    with pytest.raises(VenueRejected, match="ETH/USD: Currency pair"):  # not a symbol of this connection
+        proto.parse('{"error":"Currency pair not supported ETH/USD","method":"subscribe","success":false,"symbol":"ETH/USD"}')
 
 
 @pytest.mark.parametrize(

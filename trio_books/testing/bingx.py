@@ -68,7 +68,10 @@ class FakeBingx(FakeVenue):
     ``reject_subscribe`` from :class:`FakeVenue`, which here answers every topic
     with one leaked data frame, then ``code`` 80015 after ``reject_delay``
     seconds): :meth:`stop_pings`,
-    :meth:`send_gzip_bomb`, :meth:`regress_update_id`.
+    :meth:`send_gzip_bomb`, and one bad push of one symbol:
+    :meth:`regress_update_id` (its ``lastUpdateId`` goes back) or
+    :meth:`cross_next` (its book is crossed). A symbol the venue does not list
+    is refused with ``code`` 80015 "dataType not support", as the venue does.
     """
 
     venue_id: ClassVar[str] = "bingx_spot"
@@ -87,10 +90,12 @@ class FakeBingx(FakeVenue):
         """With ``reject_subscribe``: seconds between the leaked data frame and the error."""
         self._bomb_pending = False
         self._regress: set[str] = set()
+        self._cross: set[str] = set()
         # counters, for tests
         self.pings_sent = 0
         self.pongs: list[dict] = []
         self.subscribe_requests: list[dict] = []
+        self.request_times: list[float] = []  # trio time of each of subscribe_requests
 
     @property
     def ws_url(self) -> str:
@@ -111,11 +116,19 @@ class FakeBingx(FakeVenue):
         """The next push of ``symbol`` carries a ``lastUpdateId`` below the previous one."""
         self._regress.update([symbol] if symbol else self.symbols)
 
+    def cross_next(self, symbol: str) -> None:
+        """The next push of ``symbol`` carries a bid one tick above its best ask
+        (a crossed book); the truth stays right, so the push after it is good."""
+        self._cross.add(symbol)
+
     # --- frames --------------------------------------------------------------------
-    def depth_frame(self, symbol: str, level: int, update_id: int | None = None) -> bytes:
+    def depth_frame(self, symbol: str, level: int, update_id: int | None = None, crossed: bool = False) -> bytes:
         """The gzip-compressed ``@depth<level>`` push of the true top ``level``:
-        bids best-first, asks worst-first, fields in the docs' order."""
+        bids best-first, asks worst-first, fields in the docs' order
+        (``crossed``: with a bid one tick above the best ask in front)."""
         bids, asks = self.top(symbol, level)
+        if crossed and asks:
+            bids = [(self.fmt_price(self._ticks(asks[0][0]) + 1), self.fmt_qty(1)), *bids[: level - 1]]
         payload = {
             "code": 0,
             "data": {
@@ -128,6 +141,10 @@ class FakeBingx(FakeVenue):
             "timestamp": _ms(),
         }
         return gz(orjson.dumps(payload))
+
+    def _ticks(self, price: str) -> int:
+        whole, _, frac = price.partition(".")
+        return int(whole) * 10**self.price_decimals + int(frac or 0)
 
     @classmethod
     def bomb(cls) -> bytes:
@@ -154,11 +171,13 @@ class FakeBingx(FakeVenue):
         if symbol in self._regress:
             self._regress.discard(symbol)
             update_id -= 1_000
+        crossed = symbol in self._cross
+        self._cross.discard(symbol)
         self.events_sent += 1
         for client in list(self.clients):
             for topic_symbol, level in list(client.state.get("topics", {}).values()):
                 if topic_symbol == symbol:
-                    await self._send(client, self.depth_frame(symbol, level, update_id))
+                    await self._send(client, self.depth_frame(symbol, level, update_id, crossed))
 
     async def emit(self, symbol: str) -> None:
         self._change(symbol)
@@ -237,6 +256,7 @@ class FakeBingx(FakeVenue):
             await self._send(client, _reply(100400, req_id, "ILLEGAL_ARGUMENT"))
             return
         self.subscribe_requests.append(msg)
+        self.request_times.append(trio.current_time())
         topics: dict = client.state["topics"]
         if req_type == "unsub":
             topics.pop(topic, None)

@@ -10,7 +10,10 @@ of the August 2026 capture in ``tests/data/coinbase``):
 * a ``level2`` subscribe gets, per product, a full-book ``snapshot`` event
   (``bid``/``offer`` rows), and then the cumulative ``subscriptions`` ack; the
   product's ``update`` events follow. Unknown product ids are silently left out
-  of the ack and get no data (no error);
+  of the ack and get no data (no error). A ``level2`` unsubscribe of some
+  products stops their updates and is acked with the smaller set; subscribing
+  one again sends it a fresh snapshot (a per-book resync). Every request is
+  noted with its time in :attr:`FakeCoinbase.request_log`;
 * a ``heartbeats`` subscribe gets its ack and then one ``heartbeats`` frame a
   second (``heartbeat_counter`` an integer, ``current_time`` in Go's format);
 * an unknown channel is answered ``{"type":"error","message":"authentication
@@ -21,7 +24,8 @@ nothing sent, heartbeats included), :meth:`skip_next_update` (the update
 consumes a ``sequence_num`` on every connection but is never sent: a gap),
 :meth:`send_malformed`, ``reject_subscribe`` (an error frame instead of data),
 plus :meth:`omit_from_subscriptions` (a product silently left out, as for an
-unknown id), :meth:`mute_heartbeats` (book data keeps flowing, heartbeats stop)
+unknown id), :meth:`cross_next` (one update of one product crosses its book),
+:meth:`mute_heartbeats` (book data keeps flowing, heartbeats stop)
 and :meth:`load_snapshot_frame` (serve a captured multi-MB ``l2_data`` snapshot
 frame byte for byte, only ``sequence_num`` restamped).
 """
@@ -72,11 +76,14 @@ class FakeCoinbase(FakeVenue):
         super().__init__(symbols, **kwargs)
         self.reject_message = "authentication failure"
         self._omit: set[str] = set()
+        self._cross: set[str] = set()
         self._replay: dict[str, bytes] = {}
         self._sample_seq = 0
         self._counter_base = 41_691
         # counters, for tests
         self.subscribe_requests: list[dict] = []
+        self.request_log: list[tuple[float, dict]] = []  # (trio time, request) of every subscribe/unsubscribe
+        self.crossed_sent = 0
         self.heartbeats_sent = 0
         self.snapshots_sent = 0
         self.replays_sent = 0
@@ -96,6 +103,12 @@ class FakeCoinbase(FakeVenue):
 
     def restore_products(self) -> None:
         self._omit.clear()
+
+    def cross_next(self, symbol: str) -> None:
+        """The next update of ``symbol`` also carries a bid one tick above the
+        true best ask: a crossed book on every connection (the truth stays
+        right, so a fresh snapshot of that product cures it)."""
+        self._cross.add(symbol)
 
     def mute_heartbeats(self) -> None:
         """Open connections stop getting heartbeats; book data keeps flowing."""
@@ -187,6 +200,13 @@ class FakeCoinbase(FakeVenue):
             self._skip.discard(symbol)
         else:
             self.events_sent += 1
+            if symbol in self._cross:
+                self._cross.discard(symbol)
+                self.crossed_sent += 1
+                best_ask = self.truth[symbol].best_ask()
+                assert best_ask is not None
+                tick = Decimal(1).scaleb(-self.price_decimals)
+                bids = [*bids, (_trim(str(Decimal(best_ask[0]) + tick)), self.fmt_qty(1))]
         event_time = rfc3339(time.time_ns(), 6)
         for client in list(self.clients):
             if symbol not in client.symbols:
@@ -265,6 +285,7 @@ class FakeCoinbase(FakeVenue):
                 continue
             if kind == "subscribe":
                 self.subscribe_requests.append(msg)
+            self.request_log.append((trio.current_time(), msg))
             if self.reject_subscribe or channel not in KNOWN_CHANNELS:
                 await self._error(client, self.reject_message)
                 continue

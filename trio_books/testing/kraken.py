@@ -5,9 +5,14 @@ What it does as Kraken does (``docs.kraken.com`` spot WebSocket v2):
 * serves ``/v2``; says ``status`` on connect (a ``connection_id`` above 2**53);
 * ``instrument`` subscribe: an ack, then one snapshot of ``assets`` and ``pairs``
   with each pair's ``price_precision``/``qty_precision``;
-* ``book`` subscribe: one ack per symbol (``success: false`` plus ``error`` for an
-  unknown pair, a bad depth, or when :attr:`FakeVenue.reject_subscribe` is set),
-  then a snapshot of the top ``depth`` levels per side;
+* ``book`` subscribe: one ack per symbol (``success: false`` plus ``error`` and the
+  ``symbol`` for an unknown pair or a bad depth), then a snapshot of the top
+  ``depth`` levels per side. With :attr:`FakeVenue.reject_subscribe` set the whole
+  request is refused once, naming no symbol, as a rate limit answers a request
+  (``Exceeded msg rate``; Kraken's exact frame is unconfirmed); ``book`` unsubscribe: one
+  ack per symbol, and nothing more of that book until it is subscribed again
+  (a per-book resync: then a fresh snapshot); :attr:`FakeKraken.book_requests`
+  notes every book request;
 * updates carry only what changed inside each client's window: changed levels,
   ``qty`` 0 for deleted ones, and the level that enters the window after a
   deletion. Levels pushed out by better ones get no delete (the client truncates).
@@ -68,6 +73,7 @@ class FakeKraken(FakeVenue):
         # counters, for tests
         self.pings_answered = 0
         self.book_subscribes = 0
+        self.book_requests: list[tuple[float, str, tuple[str, ...]]] = []  # (trio time, method, symbols)
         self.rejections_sent = 0
         self.checksums_corrupted = 0
         self.updates_skipped = 0
@@ -183,11 +189,15 @@ class FakeKraken(FakeVenue):
         symbols = params.get("symbol") or []
         if method == "subscribe":
             self.book_subscribes += 1
+        self.book_requests.append((trio.current_time(), method, tuple(symbols)))
+        if self.reject_subscribe:
+            self.rejections_sent += 1
+            await self._send(client, _dumps({"error": "Exceeded msg rate", "method": method, "success": False,
+                                             "time_in": time_in, "time_out": _now(), **req}))
+            return
         for symbol in symbols:
             error = None
-            if self.reject_subscribe:
-                error = "Exceeded msg rate"
-            elif symbol not in self.truth:
+            if symbol not in self.truth:
                 error = f"Currency pair not supported {symbol}"
             elif depth not in DEPTHS:
                 error = "Invalid depth"

@@ -12,10 +12,14 @@ The protocol (``shared/protocols/bingx-spot.md``; BingX spot WebSocket docs):
   both at once (a :class:`~trio_books.model.Reply`) and count each ping as
   heartbeat evidence (``BEAT``). Quiet books can go silent for long stretches,
   so the watchdog runs on the pings only: none for 60 s ends the attempt.
-* One topic per subscribe frame: ``{"id":…,"reqType":"sub","dataType":"BTC-USDT@depth50"}``.
-  The ack echoes the id with ``code`` 0; any frame with a non-zero ``code`` is a
-  refusal (:class:`~trio_books.errors.VenueRejected`). A refused topic can still
-  leak a data frame, so book data counts only for topics acked with code 0.
+* One topic per subscribe frame: ``{"id":…,"reqType":"sub","dataType":"BTC-USDT@depth50"}``,
+  at most 10 a second. The ack echoes the id with ``code`` 0; a non-zero
+  ``code`` is a refusal: of that symbol alone when its ``id`` is one of our
+  topics' (:class:`~trio_books.errors.SymbolRejected`: an unknown symbol is
+  80015 "dataType not support"), of the connection otherwise
+  (:class:`~trio_books.errors.VenueRejected`). A refused topic can still leak
+  a data frame, so book data counts only for topics acked with code 0; a
+  refused symbol is retried with a fresh ``sub``.
 * ``<SYMBOL>@depth<L>`` (``L`` in 5, 10, 20, 50, 100; every 300 ms) pushes the
   **full top-L book** every time: each push is a :class:`~trio_books.model.Snapshot`
   that replaces the symbol's book. Asks arrive worst-first (descending) in the
@@ -25,7 +29,9 @@ Integrity: BingX has no checksum and ``@depth<L>`` has no sequence chain. What
 can be checked is checked: the gzip member is whole and bounded, the ack
 matches the subscription, a push carries no price twice, ``lastUpdateId`` (sent
 by the current docs' frames, absent from older ones) never goes back within a
-connection, and the book is never crossed (the core checks that).
+connection, and the book is never crossed (the core checks that). A push that
+fails a check makes that book stale, alone; nothing is sent to rebuild it: the
+next push is a whole book again (``resubscribe`` returns ``[]``).
 
 The incremental ``@incrDepth`` channel is not offered: its spot wire shape is
 unconfirmed (the docs' example is a copy-paste error) and no real capture of it
@@ -43,7 +49,7 @@ import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, SequenceGap, SnapshotFailed, VenueRejected
+from ..errors import BadFrame, SequenceGap, SnapshotFailed, SymbolRejected, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
@@ -157,15 +163,17 @@ class BingxFeed:
         if type(code) is not int:
             raise BadFrame(f"bad code {code!r}")
         if code != 0:
-            topic = self._topic_by_id.get(str(msg.get("id")), "")
-            about = f" for {topic}" if topic else ""
-            raise VenueRejected(f"venue error {code}{about}: {str(msg.get('msg'))[:200]}")
+            text = str(msg.get("msg"))[:200]
+            topic = self._topic_by_id.pop(str(msg.get("id")), None)
+            if topic is not None:
+                raise SymbolRejected(self._by_topic[topic], f"venue error {code} for {topic}: {text}")
+            raise VenueRejected(f"venue error {code}: {text}")
         data_type = msg.get("dataType")
         if type(data_type) is str and data_type and "data" in msg:
             return self._data(data_type, msg)
         req_id = msg.get("id")
         if req_id is not None:
-            topic = self._topic_by_id.get(str(req_id))
+            topic = self._topic_by_id.pop(str(req_id), None)
             if topic is not None:
                 self._acked.add(topic)
         return []  # an ack, or something that is not ours

@@ -16,16 +16,24 @@ Protocol (Coinbase "Advanced Trade WebSocket" overview and channels pages; see
   ``"0"`` removes the level. Every number is a string.
 * ``sequence_num`` is **one counter per connection, across every channel**
   (subscriptions acks, heartbeats, l2_data): each frame must carry the previous
-  one's number plus one, otherwise frames were lost and the attempt ends with
-  :class:`~trio_books.errors.SequenceGap`. That check spans channels, so it
-  lives here, in the per-connection parser, not in a per-product sequencer.
-* ``subscriptions`` frames acknowledge subscribes and are cumulative (each lists
-  the whole subscription set). An unknown product id is not refused: it is
-  silently left out. Rule: a ``subscriptions`` frame that lists ``level2`` must
-  list every requested product, and one that lists ``heartbeats`` (our second
-  subscribe, so ``level2`` was acknowledged before it) must too; otherwise the
-  attempt ends with :class:`~trio_books.errors.VenueRejected` naming the
-  missing ids.
+  one's number plus one, otherwise frames were lost — of any product, so the
+  attempt ends with :class:`~trio_books.errors.ConnectionGap`. That check spans
+  channels, so it lives here, in the per-connection parser, not in a
+  per-product sequencer.
+* ``subscriptions`` frames acknowledge each (un)subscribe request, in order,
+  and are cumulative (each lists the whole subscription set). An unknown
+  product id is not refused: it is silently left out. So each ack is matched
+  with the oldest request not acked yet; a product a ``level2`` subscribe asked
+  for and its ack leaves out is refused alone
+  (:class:`~trio_books.errors.SymbolRejected`), the others go on. The ack of an
+  ``unsubscribe`` lists fewer products, as it should.
+* One book is rebuilt on the live connection (a crossed book, an update before
+  its snapshot): unsubscribe its ``level2``, subscribe it again, and a fresh
+  full snapshot follows. Until the unsubscribe is acked its updates may still
+  be in flight (the core drops them: the book is not live); after that ack an
+  update before the new snapshot is a fault of that book
+  (:class:`~trio_books.errors.SequenceGap`). Subscribe and unsubscribe frames
+  are paced at 8 a second (the unauthenticated message limit).
 * ``{"type":"error","message":...}`` (no envelope) refuses a request.
 * ``heartbeats`` arrive once a second; without traffic Coinbase closes channels
   after 60–90 s, so we always subscribe them, and a connection without one for
@@ -36,6 +44,7 @@ Pure: no Trio, no I/O.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -44,7 +53,7 @@ import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, ConnectionGap, SequenceGap, VenueRejected
+from ..errors import BadFrame, ConnectionGap, SequenceGap, SymbolRejected, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
@@ -147,20 +156,26 @@ class CoinbaseFeed:
         self._by_wire = {s.upper(): s for s in spec.symbols}
         self.product_ids = list(self._by_wire)
         self.last_seq: int | None = None
-        self._snapshotted: set[str] = set()
+        self._snapshotted: set[str] = set()  # products whose updates may come (a snapshot came, no unsubscribe acked since)
+        self._unacked: deque[tuple[str, str, tuple[str, ...]]] = deque()  # (type, channel, product ids) per request, in order
         self.level2_confirmed = False
 
     # --- outbound ---------------------------------------------------------------------
+    def _request(self, channel: str, product_ids: Sequence[str] | None = None, kind: str = "subscribe") -> str:
+        """A request frame, remembered until its ``subscriptions`` ack (the frames
+        go out in the order they are made, and Coinbase acks each in order)."""
+        self._unacked.append((kind, channel, tuple(product_ids or ())))
+        return subscribe_frame(channel, product_ids, kind)
+
     def subscribe(self) -> list[Subscription]:
         """``level2`` for every product, then ``heartbeats`` (one channel per message)."""
-        return [Subscription(subscribe_frame(LEVEL2, self.product_ids), tuple(self.symbols)),
-                Subscription(subscribe_frame(HEARTBEATS), ())]
+        return [Subscription(self._request(LEVEL2, self.product_ids), tuple(self.symbols)),
+                Subscription(self._request(HEARTBEATS), ())]
 
     def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
         """Rebuild one product's book: unsubscribe its ``level2``, subscribe again (a new snapshot follows)."""
-        wire = [symbol.upper()]
-        subs = [Subscription(subscribe_frame(LEVEL2, wire, kind="unsubscribe"), (symbol,))] if unsubscribe else []
-        return subs + [Subscription(subscribe_frame(LEVEL2, wire), (symbol,))]
+        kinds = ("unsubscribe", "subscribe") if unsubscribe else ("subscribe",)
+        return [Subscription(self._request(LEVEL2, [symbol.upper()], kind), (symbol,)) for kind in kinds]
 
     # --- inbound ----------------------------------------------------------------------
     def parse(self, raw: str | bytes) -> list[Parsed]:
@@ -185,8 +200,7 @@ class CoinbaseFeed:
         if channel == HEARTBEATS:
             return [BEAT]
         if channel == "subscriptions":
-            self._check_subscriptions(events)
-            return []
+            return self._acked(events)
         return []  # other channels (ticker, status ...): not ours, but counted above
 
     def _book(self, events: list, seq: int, timestamp: object) -> list[Parsed]:
@@ -222,25 +236,32 @@ class CoinbaseFeed:
                 raise BadFrame(f"{symbol}: unknown l2_data event type {str(kind)[:40]!r}")
         return out
 
-    def _check_subscriptions(self, events: list) -> None:
+    def _acked(self, events: list) -> list[Parsed]:
+        """A ``subscriptions`` frame answers our oldest request not acked yet.
+        Its ``level2`` list must hold every product that request subscribed: one
+        left out is unknown to Coinbase and refused alone. The ack of an
+        unsubscribe ends that product's stream (its updates stop before it)."""
         current: dict[str, Any] = {}
         for event in events:
             subs = event.get("subscriptions") if type(event) is dict else None
             if type(subs) is not dict:
                 raise BadFrame("subscriptions event without a subscriptions object")
             current.update(subs)
-        if LEVEL2 not in current and HEARTBEATS not in current:
-            return  # an ack of something else (not sent by us): nothing to check yet
         listed = current.get(LEVEL2) or []
         if type(listed) is not list:
             raise BadFrame("level2 subscription list is not an array")
-        missing = [p for p in self.product_ids if p not in listed]
-        if missing:
-            raise VenueRejected(
-                f"level2 subscription reply leaves out {', '.join(missing)} "
-                "(Coinbase silently drops unknown product ids: check the symbols)"
-            )
+        if (current and LEVEL2 not in current and HEARTBEATS not in current) or not self._unacked:
+            return []  # an ack of channels we never ask for: not an answer to ours
+        kind, channel, products = self._unacked.popleft()
+        if channel != LEVEL2:
+            return []
+        if kind == "unsubscribe":
+            self._snapshotted.difference_update(self._by_wire[p] for p in products)
+            return []
         self.level2_confirmed = True
+        return [SymbolRejected(self._by_wire[p], "left out of the level2 subscriptions ack "
+                               "(Coinbase silently drops unknown product ids: check the symbol)")
+                for p in products if p not in listed]
 
     # --- sequencing, REST, checksum ------------------------------------------------------
     def new_sequencer(self, symbol: str) -> ProductChain:

@@ -10,8 +10,13 @@ checksum v2"; notes in ``shared/protocols/kraken-v2.md``):
    checksum needs. Only when it has arrived do we subscribe ``book`` for all
    the connection's symbols at the configured depth (a :class:`Reply` from the
    parser), so no book message can arrive before its precisions.
-2. Kraken acks each symbol separately; ``"success": false`` (a bad symbol, a
-   bad depth, a rate limit) raises :class:`VenueRejected`.
+2. Kraken acks each symbol separately; ``"success": false`` naming one of our
+   symbols (an unknown pair, a delisted one) refuses that book alone
+   (:class:`~trio_books.errors.SymbolRejected` with Kraken's text); a refusal
+   that names no symbol of ours (the instrument channel, a bad request) is the
+   connection's (:class:`~trio_books.errors.VenueRejected`). A configured
+   symbol missing from the instrument snapshot is refused the same way, and
+   the book subscription leaves it out.
 3. ``book`` ``snapshot`` replaces the symbol's book, ``update`` sets levels (a
    zero ``qty`` deletes; lists are in no particular order; one message may
    touch a price twice: applied in order). Kraken sends no delete for a level
@@ -21,9 +26,10 @@ checksum v2"; notes in ``shared/protocols/kraken-v2.md``):
 4. Every snapshot and update carries ``checksum``: CRC32 of the top 10 asks
    (ascending) then the top 10 bids (descending), each price and quantity
    written with the pair's precision, ``.`` removed and leading zeros
-   stripped. A mismatch ends the attempt (the core raises
-   :class:`~trio_books.errors.ChecksumMismatch`), and the next connection
-   starts from fresh snapshots and fresh precisions.
+   stripped. A mismatch fails that book alone (the core raises
+   :class:`~trio_books.errors.ChecksumMismatch`); it is rebuilt on the live
+   connection by unsubscribing and subscribing its ``book`` again with the
+   same params (the docs' resync: step 6 of the notes), from the new snapshot.
 5. Liveness: ``{"channel":"heartbeat"}`` about once a second when nothing
    else is sent, so any frame at all arrives at least about once a second; we
    also send ``{"method":"ping"}`` every 30 s (the server closes a connection
@@ -47,7 +53,7 @@ from typing import Final
 import attrs
 
 from ..book import OrderBook
-from ..errors import BadFrame, VenueRejected
+from ..errors import BadFrame, SymbolRejected, VenueRejected
 from ..model import BEAT, UNREQUESTED, Delta, Level, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Subscription, Venue
 
@@ -164,20 +170,20 @@ class KrakenFeed:
     # --- frames we send --------------------------------------------------------------------
     def subscribe(self) -> list[Subscription]:
         """The instrument channel first (its precisions); the book subscription
-        follows as a reply once they are known (:meth:`book_subscribe`)."""
+        follows as a reply once they are known (:meth:`book_request`)."""
         return [Subscription(json.dumps({"method": "subscribe", "params": {"channel": "instrument", "snapshot": True},
                                          "req_id": INSTRUMENT_REQ_ID}, separators=(",", ":")), tuple(self.symbols))]
 
     def resubscribe(self, symbol: str, *, unsubscribe: bool = True) -> list[Subscription]:
-        """Resync one book (Kraken's step 6): unsubscribe and subscribe it again, same params."""
+        """Rebuild one book (the notes' step 6): unsubscribe it and subscribe it
+        again with the same params; a fresh snapshot follows the subscribe."""
         methods = ("unsubscribe", "subscribe") if unsubscribe else ("subscribe",)
-        return [Subscription(json.dumps({"method": m, "params": {"channel": "book", "symbol": [symbol], "depth": self.depth,
-                                                                 "snapshot": True}, "req_id": BOOK_REQ_ID}, separators=(",", ":")),
-                             (symbol,)) for m in methods]
+        return [Subscription(self.book_request(m, [symbol]), (symbol,)) for m in methods]
 
-    def book_subscribe(self) -> str:
-        return json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": list(self.symbols),
-                           "depth": self.depth, "snapshot": True}, "req_id": BOOK_REQ_ID}, separators=(",", ":"))
+    def book_request(self, method: str, symbols: Sequence[str]) -> str:
+        """A ``book`` (un)subscribe; unsubscribe carries the same params (the docs: "same body")."""
+        return json.dumps({"method": method, "params": {"channel": "book", "symbol": list(symbols), "depth": self.depth,
+                                                        "snapshot": True}, "req_id": BOOK_REQ_ID}, separators=(",", ":"))
 
     # --- frames we receive ------------------------------------------------------------------
     def parse(self, raw: str | bytes) -> list:
@@ -200,12 +206,26 @@ class KrakenFeed:
         if method == "pong":
             return [BEAT]
         if msg.get("success") is False:
-            result = msg.get("result")
-            result = result if type(result) is dict else {}
-            what = msg.get("symbol") or result.get("symbol") or result.get("channel")
-            where = f" {what}" if what else ""
-            raise VenueRejected(f"kraken refused {method or 'a request'}{where}: {str(msg.get('error'))[:200]}")
+            self._refused(msg, method)
         return []  # subscribe/unsubscribe acks (one per symbol); warnings are advisory
+
+    def _refused(self, msg: dict, method: object) -> None:
+        """``success: false``. For one of our symbols it refuses that book alone
+        (:class:`SymbolRejected`, raised: the frame is about that symbol only);
+        naming none of ours, it refuses the request (the connection's). A refused
+        ``unsubscribe`` (of a resync) is let pass: the subscribe right behind it
+        decides, and a book whose snapshot never comes is the core's sync timeout."""
+        result = msg.get("result")
+        result = result if type(result) is dict else {}
+        symbol = msg.get("symbol") or result.get("symbol")
+        error = str(msg.get("error"))[:200]
+        if type(symbol) is str and symbol in self._wanted:
+            if method == "unsubscribe":
+                return
+            raise SymbolRejected(symbol, f"kraken refused {method}: {error}")
+        what = symbol or result.get("channel")
+        where = f" {what}" if what else ""
+        raise VenueRejected(f"kraken refused {method or 'a request'}{where}: {error}")
 
     def _instrument(self, msg: dict) -> list:
         data = msg.get("data")
@@ -221,12 +241,18 @@ class KrakenFeed:
                                                _small_int(pair.get("qty_precision"), "qty_precision"))
         if self.book_requested or msg.get("type") != "snapshot":
             return []
-        missing = [s for s in self.symbols if s not in self.precision]
-        if missing:
-            hint = " (Kraken v2 spells XBT as BTC)" if any("XBT" in s for s in missing) else ""
-            raise VenueRejected(f"not a Kraken spot pair: {', '.join(missing)}{hint}")
         self.book_requested = True
-        return [Reply(self.book_subscribe())]
+        out: list = []
+        known = []
+        for symbol in self.symbols:
+            if symbol in self.precision:
+                known.append(symbol)
+            else:
+                hint = " (Kraken v2 spells XBT as BTC)" if "XBT" in symbol else ""
+                out.append(SymbolRejected(symbol, f"not a Kraken spot pair: not in the instrument list{hint}"))
+        if known:
+            out.append(Reply(self.book_request("subscribe", known)))
+        return out
 
     def _book(self, msg: dict) -> list:
         kind = msg.get("type")
@@ -328,8 +354,9 @@ KRAKEN_SPOT: Final = Venue(
     # an idle connection after about a minute; its pong must come within 10 s.
     heartbeat=Heartbeat(watchdog=10.0, watchdog_on="any", ping_interval=30.0, ping_text=PING_TEXT,
                         pong_timeout=10.0, pong_on="beat"),
-    # No documented symbol limit per connection; one checksum fault resyncs the
-    # whole connection, so keep a connection's share of the books moderate.
+    # No documented symbol limit per connection; one book subscription carries
+    # them all, so keep a connection's share of the books (and of the snapshots
+    # that answer it at once) moderate.
     max_symbols_per_connection=50,
     depths=DEPTHS,
     max_depth=1000,
