@@ -79,15 +79,35 @@ class BookSide(dict):
     :meth:`keys`, :meth:`values`, :meth:`items` and :meth:`peekitem` follow
     ``_keys`` backwards (the interface of the ``SortedDict`` this replaced)."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_keys", "bound", "bound_price")
 
     def __init__(self) -> None:
         super().__init__()
         self._keys: list[_Key] = []
+        # The worst key this side provably knows completely (see OrderBook); None: all of it.
+        self.bound: _Key | None = None
+        self.bound_price: str | None = None
 
     def clear(self) -> None:
         dict.clear(self)
         del self._keys[:]
+        self.bound = self.bound_price = None
+
+    def proven_start(self) -> int:
+        """Index in ``_keys`` of the worst level inside the proven range."""
+        return 0 if self.bound is None else bisect_left(self._keys, self.bound)
+
+    def complete_depth(self) -> int:
+        """Levels inside the range this side provably knows completely."""
+        return len(self._keys) - self.proven_start()
+
+    def _narrow(self) -> None:
+        """The proven range ends at the worst level held now (levels past it were
+        dropped, or never came with a depth-limited snapshot)."""
+        keys = self._keys
+        if keys and (self.bound is None or keys[0] > self.bound):
+            self.bound = keys[0]
+            self.bound_price = dict.__getitem__(self, keys[0])[0]
 
     def peekitem(self, index: int = -1) -> tuple[_Key, Level]:
         """The item at ``index`` in best-first order (0: the best, -1: the worst)."""
@@ -119,14 +139,25 @@ class OrderBook:
     ``depth`` bounds the levels kept per side: after every change the worst
     levels past it are dropped (venues whose checksum covers the top N need
     exactly this; for the others it keeps memory bounded).
+
+    ``tracked``: the feed sends a change for every level of the book but the
+    book starts from a depth-limited snapshot or is truncated (Binance's diff
+    streams, Coinbase ``level2``), so a level outside what the book has seen can
+    move into its top ranks. Each side then keeps ``bound``: the worst price of
+    the range it provably knows completely (every level in it came with the
+    snapshot or changed since). A snapshot of ``depth`` levels or more ends the
+    range at its worst level (a shorter one is the whole side); truncation
+    narrows it. Reads serve only levels inside it. Venues that maintain the
+    window themselves (they push the levels that enter it) need none of this.
     """
 
-    __slots__ = ("bids", "asks", "depth", "_bid_keys", "_ask_keys", "_cache_max", "_floats")
+    __slots__ = ("bids", "asks", "depth", "tracked", "_bid_keys", "_ask_keys", "_cache_max", "_floats")
 
-    def __init__(self, depth: int | None = None) -> None:
+    def __init__(self, depth: int | None = None, *, tracked: bool = False) -> None:
         self.bids = BookSide()
         self.asks = BookSide()
         self.depth = depth
+        self.tracked = tracked and depth is not None
         self._bid_keys: dict[str, _Key] = {}
         self._ask_keys: dict[str, _Key] = {}
         # price-key cache per side, bounded relative to the book (prices drift over a day)
@@ -146,6 +177,10 @@ class OrderBook:
         """Replace the whole book."""
         self.clear()
         self.apply(bids, asks)
+        if self.tracked:
+            for side in (self.bids, self.asks):
+                if len(side) >= self.depth:  # type: ignore[operator]  # depth-limited: nothing past its worst level is known
+                    side._narrow()
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set levels; a zero quantity removes its level (absent levels are fine)."""
@@ -156,13 +191,9 @@ class OrderBook:
         depth = self.depth
         if depth is not None:
             if len(self.bids) > depth:
-                _truncate(self.bids, depth)
+                _truncate(self.bids, depth, self.tracked)
             if len(self.asks) > depth:
-                _truncate(self.asks, depth)
-
-    def truncate(self, depth: int) -> None:
-        _truncate(self.bids, depth)
-        _truncate(self.asks, depth)
+                _truncate(self.asks, depth, self.tracked)
 
     # --- reading -------------------------------------------------------------------
     def top_bids(self, n: int | None = None) -> list[Level]:
@@ -170,6 +201,14 @@ class OrderBook:
 
     def top_asks(self, n: int | None = None) -> list[Level]:
         return _top(self.asks, n)
+
+    def complete_depth(self) -> tuple[int, int]:
+        """``(bids, asks)``: levels per side inside the range the book provably knows."""
+        return self.bids.complete_depth(), self.asks.complete_depth()
+
+    def proven_bounds(self) -> tuple[str | None, str | None]:
+        """``(bid, ask)``: the worst price of each side's proven range (None: the whole side)."""
+        return self.bids.bound_price, self.asks.bound_price
 
     def best_bid(self) -> Level | None:
         keys = self.bids._keys
@@ -199,11 +238,12 @@ _PAIRS = (list, tuple)  # what a level may be (JSON arrays; typed decoders' tupl
 
 def _top(side: BookSide, n: int | None) -> list[Level]:
     keys = side._keys
+    start = side.proven_start()  # only levels inside the proven range are served
     if n is not None:
         if n <= 0:
             return []
-        keys = keys[-n:]
-    return list(map(side.__getitem__, reversed(keys)))
+        start = max(start, len(keys) - n)
+    return list(map(side.__getitem__, reversed(keys[start:] if start else keys)))
 
 
 def _set(book: OrderBook, side: BookSide, levels: Iterable[Level], negate: bool, cache: dict[str, _Key]) -> None:
@@ -278,16 +318,22 @@ def _to_decimal_keys(book: OrderBook) -> None:
             dict.__setitem__(side, key.copy_negate() if negate else key, level)
         side._keys[:] = sorted(dict.keys(side))
         cache.clear()
+        if side.bound_price is not None:
+            bound = Decimal(side.bound_price)
+            side.bound = bound.copy_negate() if negate else bound
 
 
-def _truncate(side: BookSide, depth: int) -> None:
-    """Keep the best ``depth`` levels (the end of the key list)."""
+def _truncate(side: BookSide, depth: int, tracked: bool) -> None:
+    """Keep the best ``depth`` levels (the end of the key list); a tracked side's
+    proven range then ends at the worst level kept."""
     keys = side._keys
     cut = len(keys) - depth
     if cut > 0:
         for key in keys[:cut]:
             dict.__delitem__(side, key)
         del keys[:cut]
+        if tracked:
+            side._narrow()
 
 
 def levels_equal(a: Sequence[Level], b: Sequence[Level]) -> bool:

@@ -54,6 +54,9 @@ class VenueConfig:
     book_resync_limit: int = 5
     book_resync_window: float = 300.0
     rejected_retry: float = 60.0  # first retry of a symbol the venue refused (doubles, up to an hour)
+    # window-tracked venues: fetch a fresh snapshot when a side provably knows fewer
+    # levels than this (default: half of depth; 0: never)
+    min_complete_depth: int | None = None
     options: Mapping[str, bool | int | float | str] = attrs.field(factory=dict)
 
 
@@ -290,6 +293,8 @@ def validate(config: Config) -> Config:
             value = getattr(vc, name)
             if value is not None and not 0 < value <= 86_400:
                 raise ConfigError(f"{key}.{name}: must be a number of seconds above 0 and at most 86400, got {value}")
+        if vc.min_complete_depth is not None and not 0 <= vc.min_complete_depth <= (vc.depth or venue.default_depth):
+            raise ConfigError(f"{key}.min_complete_depth: must be between 0 and depth, got {vc.min_complete_depth}")
         if not 1 <= vc.book_resync_limit <= 1000:
             raise ConfigError(f"{key}.book_resync_limit: must be between 1 and 1000, got {vc.book_resync_limit}")
         if vc.backoff_base > vc.backoff_cap:

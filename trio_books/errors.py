@@ -79,6 +79,14 @@ class SnapshotUnusable(BookFault):
     reason = "snapshot"
 
 
+class ShallowBook(BookFault):
+    """A window-tracked book provably knows fewer levels than promised on a side
+    (venues without a REST snapshot rebuild it this way; REST venues refresh it
+    behind the scenes without a fault)."""
+
+    reason = "shallow"
+
+
 class ConnectionGap(AttemptFailure):
     """A break in a connection-wide sequence (Coinbase ``sequence_num``): every
     book of the connection may have missed an event."""

@@ -17,6 +17,11 @@ path while every other book of the connection stays live:
 * a refused symbol is ``rejected`` (with the venue's text) and retried alone
   with a slow backoff.
 
+A window-tracked book (REST venues) whose proven range grew shallow is no
+fault: it stays live and correct (it serves fewer levels) while a *shadow*
+sync buffers its stream and fetches a fresh snapshot; once the shadow is
+synced it replaces the book in one step (counted as ``shallow``).
+
 Two things escalate to a connection restart: a book resynced more than
 ``book_resync_limit`` times within ``book_resync_window`` (:class:`ResyncLimit`),
 and a book that does not go live within ``sync_timeout`` of its subscription
@@ -33,8 +38,8 @@ from typing import Any, NamedTuple
 
 import trio
 
-from .errors import (AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, SnapshotUnusable, SymbolRejected,
-                     VenueRejected)
+from .errors import (AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, ShallowBook, SnapshotUnusable,
+                     SymbolRejected, VenueRejected)
 from .log import RateLimiter
 from .model import BookState, Delta, Snapshot
 from .rest import fetch_snapshot
@@ -52,11 +57,13 @@ class SyncTimeout(AttemptFailure):
 
 class Fetched(NamedTuple):
     """A REST fetch's outcome on the update channel, tagged with the book's
-    resync generation: a fetch overtaken by a resync is dropped."""
+    resync generation (a fetch overtaken by a resync is dropped) and whether
+    it was for the book's shadow."""
 
     gen: int
     symbol: str
     result: Snapshot | BookFault
+    shadow: bool = False
 
 
 class BookKeeper:
@@ -73,6 +80,7 @@ class BookKeeper:
         self.rest = proto.rest_snapshots
         symbols = tuple(proto.symbols)
         self.syncs = {s: self._new_sync(s) for s in symbols}
+        self.shadows: dict[str, SymbolSync] = {}  # live books being refreshed behind the scenes
         self.entries = {s: self.store.entry(self.venue_id, s) for s in symbols}
         self.gen = dict.fromkeys(symbols, 0)
         self.fetching: dict[str, int] = {}  # symbol → generation of the fetch in flight
@@ -86,8 +94,9 @@ class BookKeeper:
         self._wake = trio.Event()
 
     def _new_sync(self, symbol: str) -> SymbolSync:
-        p = self.proto
-        return SymbolSync(symbol, self.rt.depth, p.new_sequencer(symbol), p.verify, self.rest, self.rt.stats.ignored)
+        p, rt = self.proto, self.rt
+        return SymbolSync(symbol, rt.depth, p.new_sequencer(symbol), p.verify, self.rest, rt.stats.ignored,
+                          tracked=not rt.venue.maintains_window, min_depth=rt.min_complete_depth)
 
     def _changed(self) -> None:
         self._wake.set()
@@ -106,21 +115,21 @@ class BookKeeper:
                 self.requested_at[s] = now
         self._changed()
 
-    def request_snapshot(self, symbol: str) -> None:
+    def request_snapshot(self, symbol: str, shadow: bool = False) -> None:
         gen = self.gen[symbol]
         if self.fetching.get(symbol) != gen:
             self.fetching[symbol] = gen
-            self.spawn(self._fetch, symbol, gen, name=f"{self.venue_id}:snapshot:{symbol}")
+            self.spawn(self._fetch, symbol, gen, shadow, name=f"{self.venue_id}:snapshot:{symbol}")
 
-    async def _fetch(self, symbol: str, gen: int) -> None:
+    async def _fetch(self, symbol: str, gen: int, shadow: bool) -> None:
         def on_request() -> None:
-            if self.gen[symbol] == gen:
+            if self.gen[symbol] == gen and not shadow:  # a shadow's book is live: no deadline
                 self.requested_at[symbol] = trio.current_time()
                 self._changed()
 
         result = await fetch_snapshot(self.rt, self.proto, symbol, on_request, self.rec_id)
         try:
-            self.updates.send_nowait([Fetched(gen, symbol, result)])
+            self.updates.send_nowait([Fetched(gen, symbol, result, shadow)])
         except trio.WouldBlock:
             raise ChannelOverflow("update channel full when a snapshot arrived") from None
 
@@ -170,10 +179,18 @@ class BookKeeper:
                     try:
                         if sync.on_delta(event):
                             touched.add(symbol)
+                            if sync.shallow and symbol not in self.shadows:
+                                self._refresh(symbol)
                         elif rest and not sync.live:
                             self.request_snapshot(symbol)
                     except BookFault as exc:
                         self.fault(exc)
+                    shadow = self.shadows.get(symbol) if self.shadows else None
+                    if shadow is not None:
+                        try:
+                            shadow.on_delta(event)  # buffers until its snapshot
+                        except BookFault:  # the live book is unaffected: drop the shadow
+                            del self.shadows[symbol]
                 elif kind is Snapshot:
                     try:
                         self._snapshot(event, touched)
@@ -183,7 +200,9 @@ class BookKeeper:
                     if event.gen != self.gen[event.symbol]:
                         continue  # overtaken by a resync of that book
                     del self.fetching[event.symbol]
-                    if isinstance(event.result, BookFault):
+                    if event.shadow:
+                        self._shadow_fetched(event, touched)
+                    elif isinstance(event.result, BookFault):
                         self.fault(event.result)
                     else:
                         try:
@@ -238,6 +257,39 @@ class BookKeeper:
         elif entry.book is not sync.book:
             self.store.publish(self.venue_id, symbol, sync.book)
 
+    # --- shallow books: refreshed behind the scenes ---------------------------------------
+    def _refresh(self, symbol: str) -> None:
+        """A live window-tracked book knows too few levels: a shadow sync buffers
+        its stream and fetches a fresh snapshot; the live book serves meanwhile."""
+        if not self.rest:  # no REST snapshot: the venue's own resync rebuilds it
+            self.fault(ShallowBook(symbol, f"fewer than {self.rt.min_complete_depth} proven levels on a side"))
+            return
+        self.shadows[symbol] = self._new_sync(symbol)
+        self.request_snapshot(symbol, shadow=True)
+
+    def _shadow_fetched(self, event: Fetched, touched: set[str]) -> None:
+        symbol = event.symbol
+        shadow = self.shadows.get(symbol)
+        if shadow is None:
+            return
+        try:
+            if isinstance(event.result, BookFault):
+                raise event.result
+            shadow.on_snapshot(event.result)
+        except SnapshotTooOld:
+            self.request_snapshot(symbol, shadow=True)
+            return
+        except AttemptFailure as exc:  # the live book is still right: drop the shadow, try again later
+            del self.shadows[symbol]
+            self.log.debug("{}: refreshing a shallow book failed ({}); it stays live", symbol, exc)
+            return
+        del self.shadows[symbol]
+        self.syncs[symbol] = shadow  # one step: the store serves the fresh book from now on
+        self.store.publish(self.venue_id, symbol, shadow.book)
+        self.entries[symbol].resyncs["shallow"] += 1
+        self.rt.stats.book_resyncs["shallow"] += 1
+        touched.add(symbol)
+
     # --- faults ------------------------------------------------------------------------
     def fault(self, exc: BookFault) -> None:
         """One book failed: not live now (same step), counted, logged once, resynced alone."""
@@ -252,10 +304,11 @@ class BookKeeper:
         self.rt.stats.book_resyncs[exc.reason] += 1
         if rejected and symbol in self.was_live:
             raise VenueRejected(f"a resubscription of a live book was refused: {exc}")
-        if not rejected:
+        if not rejected and not isinstance(exc, ShallowBook):  # a thin window is the market, not a fault
             self._count_resync(symbol, exc)
         self.gen[symbol] += 1
         self.fetching.pop(symbol, None)
+        self.shadows.pop(symbol, None)
         self.syncs[symbol] = self._new_sync(symbol)
         self.pending.add(symbol)
         self.requested_at.pop(symbol, None)

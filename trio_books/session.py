@@ -56,6 +56,12 @@ class VenueRuntime:
     def depth(self) -> int:
         return self.cfg.depth if self.cfg.depth is not None else self.venue.default_depth
 
+    @property
+    def min_complete_depth(self) -> int:
+        """Window-tracked books: refetch a snapshot below this many proven levels per side."""
+        cfg = self.cfg.min_complete_depth
+        return self.depth // 2 if cfg is None else cfg
+
     def heartbeat(self) -> Heartbeat:
         hb = self.venue.heartbeat
         changes = {k: getattr(self.cfg, k) for k in ("watchdog", "ping_interval", "pong_timeout") if getattr(self.cfg, k) is not None}

@@ -36,6 +36,10 @@ class BookView:
     update_id: int | None
     exchange_ts: float | None
     received_ts: float | None
+    # Per side, the levels the book provably knows completely and the worst price of
+    # that range (None: the whole side). Only those levels are ever in bids/asks.
+    complete_depth: tuple[int, int] = (0, 0)
+    proven_bound: tuple[str | None, str | None] = (None, None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -51,6 +55,8 @@ class BookView:
         if self.exchange_ts is not None:
             out["exchange_ts"] = self.exchange_ts
         out["received_ts"] = self.received_ts
+        out["complete_depth"] = {"bids": self.complete_depth[0], "asks": self.complete_depth[1]}
+        out["proven_bound"] = {"bids": self.proven_bound[0], "asks": self.proven_bound[1]}
         return out
 
 
@@ -180,12 +186,10 @@ class BookStore:
         if e.state is not BookState.LIVE or e.book is None:
             if not allow_not_live:
                 raise NotLive(venue, symbol, e.state.value)
-            bids: tuple[Level, ...] = ()
-            asks: tuple[Level, ...] = ()
-        else:
-            bids = tuple(e.book.top_bids(depth))
-            asks = tuple(e.book.top_asks(depth))
-        return BookView(venue, symbol, e.state, bids, asks, e.seq, e.update_id, e.exchange_ts, e.received_ts)
+            return BookView(venue, symbol, e.state, (), (), e.seq, e.update_id, e.exchange_ts, e.received_ts)
+        book = e.book
+        return BookView(venue, symbol, e.state, tuple(book.top_bids(depth)), tuple(book.top_asks(depth)), e.seq, e.update_id,
+                        e.exchange_ts, e.received_ts, book.complete_depth(), book.proven_bounds())
 
     async def wait_change(self) -> None:
         """Wait until any book changes state (used by waiters and the health view)."""

@@ -30,9 +30,15 @@ class SymbolSync:
     the snapshot arrives, then replayed through the sequencer (the venue's
     documented algorithm); with socket snapshots, deltas before the first
     snapshot are ignored (the book is not live and the snapshot replaces it).
+
+    ``min_depth`` (window-tracked books, see :class:`~trio_books.book.OrderBook`):
+    when a side's proven range holds fewer levels than this after a change,
+    ``shallow`` turns True and the book task fetches a fresh snapshot for it
+    (the book stays correct meanwhile: it only serves fewer levels).
     """
 
-    __slots__ = ("symbol", "book", "sequencer", "verify", "rest", "live", "buffer", "update_id", "exchange_ts", "ignored")
+    __slots__ = ("symbol", "book", "sequencer", "verify", "rest", "live", "buffer", "update_id", "exchange_ts", "ignored",
+                 "min_depth", "shallow")
 
     def __init__(
         self,
@@ -42,9 +48,14 @@ class SymbolSync:
         verify: Callable[[OrderBook, Snapshot | Delta], bool],
         rest: bool,
         ignored: Counter | None = None,
+        *,
+        tracked: bool = False,
+        min_depth: int = 0,
     ) -> None:
         self.symbol = symbol
-        self.book = OrderBook(depth)
+        self.book = OrderBook(depth, tracked=tracked)
+        self.min_depth = min_depth if self.book.tracked else 0
+        self.shallow = False
         self.sequencer = sequencer
         self.verify = verify
         self.rest = rest
@@ -109,6 +120,11 @@ class SymbolSync:
             raise ChecksumMismatch(self.symbol, f"checksum {delta.checksum} does not match at {_ids(delta)}")
         if book.is_crossed():
             self._crossed()
+        if self.min_depth:
+            bids, asks = book.bids, book.asks
+            if (bids.bound is not None and bids.complete_depth() < self.min_depth) or (
+                    asks.bound is not None and asks.complete_depth() < self.min_depth):
+                self.shallow = True
 
     def _check_crossed(self) -> None:
         if self.book.is_crossed():

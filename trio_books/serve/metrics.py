@@ -56,6 +56,9 @@ class StoreCollector:
         high = GaugeMetricFamily("trio_books_channel_high_water", "Highest update channel occupancy seen", labels=["venue"])
         capacity = GaugeMetricFamily("trio_books_channel_capacity", "Update channel capacity", labels=["venue"])
         state = GaugeMetricFamily("trio_books_book_state", "1 for the book's current state", labels=["venue", "symbol", "state"])
+        complete = GaugeMetricFamily("trio_books_book_complete_depth",
+                                     "Levels a live book provably knows completely, per side (only these are served)",
+                                     labels=["venue", "symbol", "side"])
         age = GaugeMetricFamily("trio_books_book_age_seconds", "Seconds since the book last applied an update", labels=["venue", "symbol"])
         latency = HistogramMetricFamily("trio_books_apply_latency_seconds", "Exchange timestamp to book applied", labels=["venue"])
         from ..store import IGNORE_REASONS, INTEGRITY_REASONS
@@ -89,13 +92,17 @@ class StoreCollector:
                 state.add_metric([e.venue, e.symbol, s.value], 1.0 if e.state is s else 0.0)
             if e.applied_at is not None and now is not None:
                 age.add_metric([e.venue, e.symbol], max(0.0, now - e.applied_at))
+            if e.state is BookState.LIVE and e.book is not None:
+                n_bids, n_asks = e.book.complete_depth()
+                complete.add_metric([e.venue, e.symbol, "bids"], n_bids)
+                complete.add_metric([e.venue, e.symbol, "asks"], n_asks)
             for reason, n in e.resyncs.items():
                 book_resyncs.add_metric([e.venue, e.symbol, reason], n)
             if e.error is not None and e.state is not BookState.LIVE:
                 reason, _, text = e.error.partition(": ")
                 book_error.add_metric([e.venue, e.symbol, reason, text[:160]], 1.0)
         yield from (frames, nbytes, reconnects, ended, resyncs, book_resyncs, book_error, parse_errors, snapshots, rest_errors, ignored, connected,
-                    occupancy, high, capacity, state, age, latency)
+                    occupancy, high, capacity, state, complete, age, latency)
         requests = CounterMetricFamily("trio_books_http_requests", "HTTP API requests served")
         requests.add_metric([], self.clients.http_requests)
         stream = GaugeMetricFamily("trio_books_stream_clients", "Connected WebSocket stream clients")

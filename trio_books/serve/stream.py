@@ -193,7 +193,8 @@ class StreamHub:
                     need_snapshot = False
                     snapshot_msg = {"type": "snapshot", **base, "seq": seq, "version": view.seq, "state": view.state.value,
                                    "bids": [list(x) for x in view.bids], "asks": [list(x) for x in view.asks],
-                                   "exchange_ts": view.exchange_ts}
+                                   "exchange_ts": view.exchange_ts,
+                                   "complete_depth": {"bids": view.complete_depth[0], "asks": view.complete_depth[1]}}
                     await send(snapshot_msg)
                 elif d_bids or d_asks:
                     await send({"type": "update", **base, "seq": seq, "version": view.seq, "bids": d_bids, "asks": d_asks,

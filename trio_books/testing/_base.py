@@ -11,6 +11,7 @@ protocol in :meth:`FakeVenue.handle` (subscribe, pings), :meth:`FakeVenue.encode
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -121,6 +122,8 @@ class FakeVenue:
         self.changes_per_event = changes_per_event
         self.truth: dict[str, OrderBook] = {}
         self._mid: dict[str, int] = {}
+        # ticks the mid moves per update, by symbol (a trending market; see next_change)
+        self.trend: dict[str, int] = {}
         for i, symbol in enumerate(self.symbols):
             self._mid[symbol] = (1000 + 100 * i) * 10**self.price_decimals
             book = self.truth[symbol] = OrderBook(depth)
@@ -195,9 +198,18 @@ class FakeVenue:
         """Make a random change to the true book and return it as level lists
         (``qty`` zero deletes). Bids stay below the mid and asks above: never crossed."""
         book = self.truth[symbol]
-        mid = self._mid[symbol]
         bids: dict[str, str] = {}
         asks: dict[str, str] = {}
+        drift = self.trend.get(symbol, 0)
+        if drift:  # the market trends: the mid moves, and the levels it passed are taken out
+            mid = self._mid[symbol] = self._mid[symbol] + drift
+            passed, out = (book.asks, asks) if drift > 0 else (book.bids, bids)
+            for price, _ in passed.values():  # best first: the passed levels are the best ones
+                ticks = round(Decimal(price) * 10**self.price_decimals)
+                if (ticks > mid) if drift > 0 else (ticks < mid):
+                    break
+                out[price] = self.zero_qty()
+        mid = self._mid[symbol]
         for _ in range(self.changes_per_event):
             is_bid = self.rng.random() < 0.5
             side = book.bids if is_bid else book.asks

@@ -149,6 +149,10 @@ class Venue:
             attempts per period across the venue (Kraken: 150 per 10 min).
         subscribe_spacing: seconds between subscribe frames (venues that limit
             incoming messages per second).
+        maintains_window: the venue pushes every level that enters its window
+            (Bybit, OKX, Kraken, BingX); otherwise (Binance diff streams,
+            Coinbase ``level2``) a depth-limited book tracks the price range it
+            provably knows and serves only that (see :class:`~trio_books.book.OrderBook`).
     """
 
     id: str
@@ -166,6 +170,7 @@ class Venue:
     rest_budget: RestBudget | None = None
     connect_budget: tuple[int, float] | None = None
     subscribe_spacing: float = 0.0
+    maintains_window: bool = False
 
     def depth_problem(self, depth: int) -> str | None:
         """Why ``depth`` is not allowed here, or ``None`` when it is."""

@@ -236,4 +236,5 @@ BINGX_SPOT: Final = Venue(
     default_depth=100,
     max_message_size=MAX_COMPRESSED,
     subscribe_spacing=0.11,  # "please do not exceed 10 subscriptions per second"
+    maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
 )

@@ -264,6 +264,7 @@ BYBIT_SPOT: Final = Venue(
     # 500 new connections per 5 minutes per WebSocket domain; spot and linear
     # share stream.bybit.com, so each takes half.
     connect_budget=(250, 300.0),
+    maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
 )
 
 BYBIT_FUTURES: Final = attrs.evolve(BYBIT_SPOT, id="bybit_futures", connect=feed_factory(LINEAR))

@@ -365,6 +365,7 @@ KRAKEN_SPOT: Final = Venue(
     max_message_size=2**23,
     options={"checksum": bool},
     connect_budget=(150, 600.0),  # Cloudflare: about 150 attempts per rolling 10 minutes per IP
+    maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
 )
 
 __all__ = ["KRAKEN_SPOT", "KrakenFeed", "Precision", "book_checksum", "checksum_digits", "pad"]

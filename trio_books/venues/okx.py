@@ -340,4 +340,5 @@ OKX_SPOT: Final = Venue(
     rest_budget=RestBudget(weight_per_minute=1200, snapshot_weight=lambda depth: 1),
     # New connections: 3 per second per IP.
     connect_budget=(3, 1.0),
+    maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
 )
