@@ -52,3 +52,23 @@ async def test_a_trend_past_the_snapshot_never_serves_a_hole(vid, nursery, autoj
         assert entry.resyncs["shallow"] >= 3 and set(entry.resyncs) == {"shallow"}
         assert books.statistics()[vid].failures == {}
         assert sum(n >= DEPTH // 2 for n in served) >= 18, served  # the promise (half of depth) nearly always held
+
+
+async def test_coinbase_with_a_depth_is_tracked_and_rebuilt_by_resubscription(nursery, autojump_clock, pacer):
+    symbols = ["BTC-USD", "ETH-USD"]
+    fake = await nursery.start(fake_for("coinbase_spot")(symbols, rate=20, levels=120).serve)
+    cfg = load_config_text(fake.config_toml(depth=DEPTH))
+    async with open_books(cfg) as books:
+        with trio.fail_after(30):
+            await books.wait_live("coinbase_spot")
+        fake.trend["BTC-USD"] = 1
+        served = []
+        with LiveWatch(books.store, "coinbase_spot", ["ETH-USD"]) as watch:
+            for _ in range(10):
+                await trio.sleep(0.5)
+                with trio.fail_after(30):
+                    await books.wait_live("coinbase_spot", "BTC-USD")
+                served.append(await served_equals_truth(books, "coinbase_spot", fake, "BTC-USD"))
+        assert watch.not_live == []  # the neighbour never noticed
+        assert books.store.entry("coinbase_spot", "BTC-USD").resyncs["shallow"] >= 1
+        assert books.statistics()["coinbase_spot"].failures == {}
