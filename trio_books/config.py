@@ -57,6 +57,9 @@ class VenueConfig:
     # window-tracked venues: fetch a fresh snapshot when a side provably knows fewer
     # levels than this (default: half of depth; 0: never)
     min_complete_depth: int | None = None
+    # REST venues: audit one live book against a fresh snapshot this often per
+    # connection, rotating over its books (0: off)
+    audit_interval: float = 60.0
     options: Mapping[str, bool | int | float | str] = attrs.field(factory=dict)
 
 
@@ -295,6 +298,8 @@ def validate(config: Config) -> Config:
                 raise ConfigError(f"{key}.{name}: must be a number of seconds above 0 and at most 86400, got {value}")
         if vc.min_complete_depth is not None and not 0 <= vc.min_complete_depth <= (vc.depth or venue.default_depth):
             raise ConfigError(f"{key}.min_complete_depth: must be between 0 and depth, got {vc.min_complete_depth}")
+        if not 0 <= vc.audit_interval <= 86_400:
+            raise ConfigError(f"{key}.audit_interval: must be 0 (off) or seconds up to 86400, got {vc.audit_interval}")
         if not 1 <= vc.book_resync_limit <= 1000:
             raise ConfigError(f"{key}.book_resync_limit: must be between 1 and 1000, got {vc.book_resync_limit}")
         if vc.backoff_base > vc.backoff_cap:

@@ -87,6 +87,13 @@ class ShallowBook(BookFault):
     reason = "shallow"
 
 
+class DriftDetected(BookFault):
+    """The drift audit found a level where the live book and a fresh snapshot of
+    the venue disagree although no event since the snapshot touched it."""
+
+    reason = "drift"
+
+
 class ConnectionGap(AttemptFailure):
     """A break in a connection-wide sequence (Coinbase ``sequence_num``): every
     book of the connection may have missed an event."""

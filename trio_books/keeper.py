@@ -17,10 +17,8 @@ path while every other book of the connection stays live:
 * a refused symbol is ``rejected`` (with the venue's text) and retried alone
   with a slow backoff.
 
-A window-tracked book (REST venues) whose proven range grew shallow is no
-fault: it stays live and correct (it serves fewer levels) while a *shadow*
-sync buffers its stream and fetches a fresh snapshot; once the shadow is
-synced it replaces the book in one step (counted as ``shallow``).
+Live books are also kept up (:mod:`trio_books.upkeep`): a shallow window is
+refreshed behind the scenes, and the drift audit compares books with the venue.
 
 Two things escalate to a connection restart: a book resynced more than
 ``book_resync_limit`` times within ``book_resync_window`` (:class:`ResyncLimit`),
@@ -34,16 +32,18 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import trio
 
+from .audit import Audit
 from .errors import (AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, ShallowBook, SnapshotUnusable,
                      SymbolRejected, VenueRejected)
 from .log import RateLimiter
 from .model import BookState, Delta, Snapshot
 from .rest import fetch_snapshot
 from .sync import SnapshotTooOld, SymbolSync
+from .upkeep import Fetched, LiveUpkeep
 
 FIRST_SNAPSHOT_DELAY = 1.0
 """REST venues: fetch a book's snapshot at its first event, or this long after its stream was subscribed."""
@@ -55,18 +55,7 @@ class SyncTimeout(AttemptFailure):
     reason = "sync_timeout"
 
 
-class Fetched(NamedTuple):
-    """A REST fetch's outcome on the update channel, tagged with the book's
-    resync generation (a fetch overtaken by a resync is dropped) and whether
-    it was for the book's shadow."""
-
-    gen: int
-    symbol: str
-    result: Snapshot | BookFault
-    shadow: bool = False
-
-
-class BookKeeper:
+class BookKeeper(LiveUpkeep):
     """Sequences and applies every event of one attempt; owns the books' states."""
 
     def __init__(self, rt: Any, proto: Any, outbox: trio.MemorySendChannel, updates: trio.MemorySendChannel,
@@ -81,6 +70,7 @@ class BookKeeper:
         symbols = tuple(proto.symbols)
         self.syncs = {s: self._new_sync(s) for s in symbols}
         self.shadows: dict[str, SymbolSync] = {}  # live books being refreshed behind the scenes
+        self.audits: dict[str, Audit] = {}  # live books being audited against the venue
         self.entries = {s: self.store.entry(self.venue_id, s) for s in symbols}
         self.gen = dict.fromkeys(symbols, 0)
         self.fetching: dict[str, int] = {}  # symbol → generation of the fetch in flight
@@ -115,21 +105,21 @@ class BookKeeper:
                 self.requested_at[s] = now
         self._changed()
 
-    def request_snapshot(self, symbol: str, shadow: bool = False) -> None:
+    def request_snapshot(self, symbol: str, purpose: str = "sync") -> None:
         gen = self.gen[symbol]
         if self.fetching.get(symbol) != gen:
             self.fetching[symbol] = gen
-            self.spawn(self._fetch, symbol, gen, shadow, name=f"{self.venue_id}:snapshot:{symbol}")
+            self.spawn(self._fetch, symbol, gen, purpose, name=f"{self.venue_id}:snapshot:{symbol}")
 
-    async def _fetch(self, symbol: str, gen: int, shadow: bool) -> None:
+    async def _fetch(self, symbol: str, gen: int, purpose: str) -> None:
         def on_request() -> None:
-            if self.gen[symbol] == gen and not shadow:  # a shadow's book is live: no deadline
+            if self.gen[symbol] == gen and purpose == "sync":  # a refreshed or audited book is live: no deadline
                 self.requested_at[symbol] = trio.current_time()
                 self._changed()
 
         result = await fetch_snapshot(self.rt, self.proto, symbol, on_request, self.rec_id)
         try:
-            self.updates.send_nowait([Fetched(gen, symbol, result, shadow)])
+            self.updates.send_nowait([Fetched(gen, symbol, result, purpose)])
         except trio.WouldBlock:
             raise ChannelOverflow("update channel full when a snapshot arrived") from None
 
@@ -191,6 +181,10 @@ class BookKeeper:
                             shadow.on_delta(event)  # buffers until its snapshot
                         except BookFault:  # the live book is unaffected: drop the shadow
                             del self.shadows[symbol]
+                    audit = self.audits.get(symbol) if self.audits else None
+                    if audit is not None:
+                        audit.record(event)
+                        self._audit_when_caught_up(symbol)
                 elif kind is Snapshot:
                     try:
                         self._snapshot(event, touched)
@@ -200,8 +194,10 @@ class BookKeeper:
                     if event.gen != self.gen[event.symbol]:
                         continue  # overtaken by a resync of that book
                     del self.fetching[event.symbol]
-                    if event.shadow:
+                    if event.purpose == "shadow":
                         self._shadow_fetched(event, touched)
+                    elif event.purpose == "audit":
+                        self._audit_fetched(event)
                     elif isinstance(event.result, BookFault):
                         self.fault(event.result)
                     else:
@@ -248,7 +244,6 @@ class BookKeeper:
             self.requested_at.pop(symbol, None)
             self.store.publish(self.venue_id, symbol, sync.book)
             self.store.set_state(self.venue_id, [symbol], BookState.LIVE)
-            entry.error = None
             level = "DEBUG" if symbol in self.was_live else "INFO"
             self.was_live.add(symbol)
             self.rt.rejected_delay.pop(symbol, None)
@@ -256,39 +251,6 @@ class BookKeeper:
             self._changed()
         elif entry.book is not sync.book:
             self.store.publish(self.venue_id, symbol, sync.book)
-
-    # --- shallow books: refreshed behind the scenes ---------------------------------------
-    def _refresh(self, symbol: str) -> None:
-        """A live window-tracked book knows too few levels: a shadow sync buffers
-        its stream and fetches a fresh snapshot; the live book serves meanwhile."""
-        if not self.rest:  # no REST snapshot: the venue's own resync rebuilds it
-            self.fault(ShallowBook(symbol, f"fewer than {self.rt.min_complete_depth} proven levels on a side"))
-            return
-        self.shadows[symbol] = self._new_sync(symbol)
-        self.request_snapshot(symbol, shadow=True)
-
-    def _shadow_fetched(self, event: Fetched, touched: set[str]) -> None:
-        symbol = event.symbol
-        shadow = self.shadows.get(symbol)
-        if shadow is None:
-            return
-        try:
-            if isinstance(event.result, BookFault):
-                raise event.result
-            shadow.on_snapshot(event.result)
-        except SnapshotTooOld:
-            self.request_snapshot(symbol, shadow=True)
-            return
-        except AttemptFailure as exc:  # the live book is still right: drop the shadow, try again later
-            del self.shadows[symbol]
-            self.log.debug("{}: refreshing a shallow book failed ({}); it stays live", symbol, exc)
-            return
-        del self.shadows[symbol]
-        self.syncs[symbol] = shadow  # one step: the store serves the fresh book from now on
-        self.store.publish(self.venue_id, symbol, shadow.book)
-        self.entries[symbol].resyncs["shallow"] += 1
-        self.rt.stats.book_resyncs["shallow"] += 1
-        touched.add(symbol)
 
     # --- faults ------------------------------------------------------------------------
     def fault(self, exc: BookFault) -> None:
@@ -309,6 +271,7 @@ class BookKeeper:
         self.gen[symbol] += 1
         self.fetching.pop(symbol, None)
         self.shadows.pop(symbol, None)
+        self.audits.pop(symbol, None)
         self.syncs[symbol] = self._new_sync(symbol)
         self.pending.add(symbol)
         self.requested_at.pop(symbol, None)

@@ -36,6 +36,7 @@ class VenueStatistics:
     books: dict[str, str]
     book_resyncs: dict[str, int]  # resyncs of single books, by reason (the connection went on)
     book_errors: dict[str, str]  # why each book that is not live is not (its last fault, or the venue's refusal)
+    audits: dict[str, int]  # drift audits by result (passed, failed, skipped)
 
 
 def venue_state(store: BookStore, venue: str) -> str:
@@ -76,6 +77,7 @@ def venue_statistics(store: BookStore, venue: str) -> VenueStatistics:
         last_error=st.last_error,
         books={s: store.state(venue, s).value for s in store.symbols(venue)},
         book_resyncs=dict(st.book_resyncs),
+        audits=dict(st.audits),
         book_errors={e.symbol: e.error for e in store.entries()
                      if e.venue == venue and e.error is not None and e.state is not BookState.LIVE},
     )

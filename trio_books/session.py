@@ -109,6 +109,8 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
                 spawn(keeper.enforce_deadlines, name=f"{venue.id}:sync-deadlines")
                 if proto.rest_snapshots:
                     spawn(keeper.fetch_quiet_books, name=f"{venue.id}:quiet-books")
+                    if rt.cfg.audit_interval > 0:
+                        spawn(keeper.audit_books, name=f"{venue.id}:audit")
                 subscriptions = proto.subscribe()
                 named = {s for sub in subscriptions for s in sub.symbols}
                 keeper.requested([s for s in symbols if s not in named])  # subscribed by the URL itself
@@ -136,7 +138,8 @@ class FailFast:
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
         if exc is not None and not _only_cancelled(exc):
-            self.store.set_state(self.venue, self.symbols, BookState.STALE)
+            why = f"{exc.reason}: {exc}" if isinstance(exc, AttemptFailure) else f"error: {type(exc).__name__}: {exc}"
+            self.store.set_state(self.venue, self.symbols, BookState.STALE, error=f"connection ended ({why[:200]})")
         return False
 
     def spawner(self, nursery: trio.Nursery):

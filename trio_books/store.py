@@ -136,6 +136,8 @@ class VenueStats:
     latency: "LatencyHistogram" = attrs.field(factory=lambda: LatencyHistogram())
     # resyncs of single books (the connection went on), by reason
     book_resyncs: Counter = attrs.field(factory=Counter)
+    # drift audits by result: passed, failed, skipped
+    audits: Counter = attrs.field(factory=Counter)
 
     @property
     def resyncs(self) -> int:

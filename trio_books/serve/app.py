@@ -72,6 +72,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
                 "books": st.books,
                 "book_resyncs": st.book_resyncs,
                 "book_errors": st.book_errors,
+                "audits": st.audits,
             }
             any_live = any_live or any(s == BookState.LIVE.value for s in st.books.values())
             degraded = degraded or st.state != "live"

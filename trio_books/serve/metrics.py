@@ -56,6 +56,8 @@ class StoreCollector:
         high = GaugeMetricFamily("trio_books_channel_high_water", "Highest update channel occupancy seen", labels=["venue"])
         capacity = GaugeMetricFamily("trio_books_channel_capacity", "Update channel capacity", labels=["venue"])
         state = GaugeMetricFamily("trio_books_book_state", "1 for the book's current state", labels=["venue", "symbol", "state"])
+        audits = CounterMetricFamily("trio_books_audits", "Drift audits of live books against a fresh REST snapshot, by result",
+                                     labels=["venue", "result"])
         complete = GaugeMetricFamily("trio_books_book_complete_depth",
                                      "Levels a live book provably knows completely, per side (only these are served)",
                                      labels=["venue", "symbol", "side"])
@@ -78,6 +80,8 @@ class StoreCollector:
             for reason in IGNORE_REASONS:
                 ignored.add_metric([venue, reason], st.ignored.get(reason, 0))
             connected.add_metric([venue], st.connected)
+            for result in ("passed", "failed", "skipped"):
+                audits.add_metric([venue, result], st.audits.get(result, 0))
             occupancy.add_metric([venue], st.channel_used)
             high.add_metric([venue], st.channel_high_water)
             capacity.add_metric([venue], st.channel_capacity)
@@ -102,7 +106,7 @@ class StoreCollector:
                 reason, _, text = e.error.partition(": ")
                 book_error.add_metric([e.venue, e.symbol, reason, text[:160]], 1.0)
         yield from (frames, nbytes, reconnects, ended, resyncs, book_resyncs, book_error, parse_errors, snapshots, rest_errors, ignored, connected,
-                    occupancy, high, capacity, state, complete, age, latency)
+                    occupancy, high, capacity, state, complete, age, latency, audits)
         requests = CounterMetricFamily("trio_books_http_requests", "HTTP API requests served")
         requests.add_metric([], self.clients.http_requests)
         stream = GaugeMetricFamily("trio_books_stream_clients", "Connected WebSocket stream clients")

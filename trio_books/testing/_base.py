@@ -142,6 +142,7 @@ class FakeVenue:
         self._skip = _Skips()
         self._hidden: set[str] = set()  # symbols whose latest update was skipped and nothing sent since
         self._corrupt: set[str] = set()
+        self._untouched: set[str] = set()  # prices the random stream leaves alone (see corrupt_silently)
         self.reject_subscribe = False
         self._rest_failures: list[tuple[int, float | None]] = []
         self.snapshot_delay = 0.0
@@ -216,6 +217,8 @@ class FakeVenue:
             delete = len(side) > 5 and self.rng.random() < 0.25
             if delete:
                 price = side.peekitem(self.rng.randrange(min(len(side), 40)))[1][0]
+                if price in self._untouched:
+                    continue
                 qty = self.zero_qty()
             else:
                 k = self.rng.randint(1, 80)
@@ -271,6 +274,18 @@ class FakeVenue:
     def corrupt_checksum_next(self, symbol: str | None = None) -> None:
         """Venues with checksums: the next update of ``symbol`` carries a wrong one."""
         self._corrupt.update([symbol] if symbol else self.symbols)
+
+    def corrupt_silently(self, symbol: str, rank: int = 3) -> Level:
+        """Add a bid to the true book between the levels at ``rank`` and
+        ``rank + 1`` (half a tick: a price the random stream never changes) and
+        send nothing, with the ids intact: what an update lost on the venue's
+        side leaves behind. Only an audit against a fresh snapshot can see it."""
+        top = self.truth[symbol].top_bids(rank + 2)
+        price = str((Decimal(top[rank][0]) + Decimal(top[rank + 1][0])) / 2)
+        level = (price, self.fmt_qty(self.rng.randint(1, 50_000)))
+        self._untouched.add(price)
+        self.truth[symbol].apply([level], [])
+        return level
 
     def rest_fail(self, status: int = 429, count: int = 1, retry_after: float | None = None) -> None:
         """The next ``count`` REST requests fail with ``status`` (and ``Retry-After``)."""

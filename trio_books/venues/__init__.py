@@ -48,4 +48,4 @@ def get_venue(venue_id: str) -> Venue:
     return venue
 
 
-__all__ = ["ConnectionSpec", "FeedProtocol", "Heartbeat", "RestBudget", "Sequencer", "Venue", "VENUE_IDS", "available", "get_venue"]
+__all__ = ["ConnectionSpec", "FeedProtocol", "Heartbeat", "RestBudget", "Sequencer", "Subscription", "Venue", "VENUE_IDS", "available", "get_venue"]
