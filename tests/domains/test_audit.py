@@ -76,3 +76,25 @@ def test_an_audit_is_skipped_when_it_cannot_be_trusted():
     for i in range(20_001):
         audit.record(Delta("X", [], [], i, i))
     assert audit.overflowed
+
+
+async def test_okx_rest_seeded_books_are_audited_by_seq_id(nursery, autojump_clock, pacer):
+    symbols = ["BTC-USDT", "ETH-USDT"]
+    # checksums=False: OKX has sent checksum 0 since 2026-06-23, so the audit is what can see it
+    fake = await nursery.start(fake_for("okx_spot")(symbols, rate=5, levels=40, checksums=False).serve)
+    text = fake.config_toml(audit_interval=2) + "[venues.okx_spot.options]\nrest_snapshot = true\n"
+    async with open_books(load_config_text(text)) as books:
+        with trio.fail_after(30):
+            await books.wait_live("okx_spot")
+        with trio.fail_after(30):
+            while books.statistics()["okx_spot"].audits.get("passed", 0) < 2:
+                await trio.sleep(0.1)
+        fake.corrupt_silently("ETH-USDT")
+        entry = books.store.entry("okx_spot", "ETH-USDT")
+        with trio.fail_after(30):
+            while not entry.resyncs:
+                await trio.sleep(0.05)
+            await books.wait_state("okx_spot", "ETH-USDT", BookState.LIVE)
+        await converge(view_top(books, "okx_spot", "ETH-USDT"), fake, "ETH-USDT")
+        assert dict(entry.resyncs) == {"drift": 1}
+        assert books.store.entry("okx_spot", "BTC-USDT").resyncs == {}
