@@ -60,6 +60,9 @@ class VenueConfig:
     # REST venues: audit one live book against a fresh snapshot this often per
     # connection, rotating over its books (0: off)
     audit_interval: float = 60.0
+    # replace each connection before this long (default: the venue's documented
+    # lifetime, e.g. Binance's 24 h), opening the new one first
+    lifetime: float | None = None
     options: Mapping[str, bool | int | float | str] = attrs.field(factory=dict)
 
 
@@ -292,7 +295,7 @@ def validate(config: Config) -> Config:
         _check_url(vc.rest_url, f"{key}.rest_url", ("http", "https"))
         for name in ("watchdog", "ping_interval", "pong_timeout", "connect_timeout", "sync_timeout",
                      "snapshot_timeout", "backoff_base", "backoff_cap", "healthy_after",
-                     "book_resync_window", "rejected_retry"):
+                     "book_resync_window", "rejected_retry", "lifetime"):
             value = getattr(vc, name)
             if value is not None and not 0 < value <= 86_400:
                 raise ConfigError(f"{key}.{name}: must be a number of seconds above 0 and at most 86400, got {value}")

@@ -59,8 +59,9 @@ class BookKeeper(LiveUpkeep):
     """Sequences and applies every event of one attempt; owns the books' states."""
 
     def __init__(self, rt: Any, proto: Any, outbox: trio.MemorySendChannel, updates: trio.MemorySendChannel,
-                 spawn: Callable[..., None], log: Any, rec_id: int = 0) -> None:
+                 spawn: Callable[..., None], log: Any, attempt: Any, rec_id: int = 0) -> None:
         self.rt, self.proto, self.log, self.rec_id = rt, proto, log, rec_id
+        self.attempt = attempt  # .publishing: whether these books are the served ones
         self.venue_id = rt.venue.id
         self.store = rt.store
         self.outbox = outbox  # (frame, symbols) for the subscription sender
@@ -211,6 +212,8 @@ class BookKeeper(LiveUpkeep):
                     self.fault(event)
             now = time.time()
             latency = self.rt.stats.latency
+            if not self.attempt.publishing:  # a replacement syncing privately (see supervise.hand_over)
+                touched.clear()
             for symbol in touched:
                 sync = syncs[symbol]
                 if sync.live:
@@ -242,15 +245,45 @@ class BookKeeper(LiveUpkeep):
         if symbol in self.pending:
             self.pending.discard(symbol)
             self.requested_at.pop(symbol, None)
-            self.store.publish(self.venue_id, symbol, sync.book)
-            self.store.set_state(self.venue_id, [symbol], BookState.LIVE)
+            if self.attempt.publishing:
+                self.store.publish(self.venue_id, symbol, sync.book)
+                self.store.set_state(self.venue_id, [symbol], BookState.LIVE)
             level = "DEBUG" if symbol in self.was_live else "INFO"
             self.was_live.add(symbol)
             self.rt.rejected_delay.pop(symbol, None)
             self.log.log(level, "{} live ({} bids, {} asks)", symbol, len(sync.book.bids), len(sync.book.asks))
             self._changed()
-        elif entry.book is not sync.book:
+            self._check_synced()
+        elif entry.book is not sync.book and self.attempt.publishing:
             self.store.publish(self.venue_id, symbol, sync.book)
+
+    # --- serving ---------------------------------------------------------------------------
+    def _check_synced(self) -> None:
+        if not self.pending:
+            self.attempt.synced.set()
+
+    def caught_up_with(self, other: "BookKeeper") -> bool:
+        """Every book live here is at least at ``other``'s update id (ids that one
+        connection and the next share, as the venues' per-symbol ids are)."""
+        for symbol, sync in self.syncs.items():
+            theirs = other.syncs.get(symbol)
+            if theirs is None or not theirs.live or theirs.update_id is None:
+                continue
+            if not sync.live or sync.update_id is None or sync.update_id < theirs.update_id:
+                return False
+        return True
+
+    def publish_all(self) -> None:
+        """Serve this attempt's books (a hand-over: synchronous, one step)."""
+        store, venue = self.store, self.venue_id
+        for symbol, sync in self.syncs.items():
+            entry = self.entries[symbol]
+            if sync.live:
+                store.publish(venue, symbol, sync.book)
+                store.set_state(venue, [symbol], BookState.LIVE)
+                store.touched(entry, sync.update_id, sync.exchange_ts)
+            else:
+                store.set_state(venue, [symbol], BookState.SYNCING if symbol in self.pending else BookState.REJECTED)
 
     # --- faults ------------------------------------------------------------------------
     def fault(self, exc: BookFault) -> None:
@@ -261,7 +294,10 @@ class BookKeeper(LiveUpkeep):
             return
         rejected = isinstance(exc, SymbolRejected)
         state = BookState.REJECTED if rejected else BookState.STALE
-        self.store.set_state(self.venue_id, [symbol], state, error=f"{exc.reason}: {exc}")
+        if self.attempt.publishing:
+            self.store.set_state(self.venue_id, [symbol], state, error=f"{exc.reason}: {exc}")
+        else:
+            self.entries[symbol].error = f"{exc.reason}: {exc}"
         self.entries[symbol].resyncs[exc.reason] += 1
         self.rt.stats.book_resyncs[exc.reason] += 1
         if rejected and symbol in self.was_live:
@@ -281,6 +317,7 @@ class BookKeeper(LiveUpkeep):
             delay = self.rt.rejected_delay.get(symbol, self.rt.cfg.rejected_retry)
             self.rt.rejected_delay[symbol] = min(delay * 2, REJECTED_RETRY_CAP)
             self.pending.discard(symbol)
+            self._check_synced()
             if repeats is not None:
                 self.log.error("{} rejected by the venue: {}; other books unaffected; retry in {:.0f} s", symbol, exc, delay)
             self.spawn(self._retry_rejected, symbol, self.gen[symbol], delay, name=f"{self.venue_id}:retry:{symbol}")
@@ -324,7 +361,8 @@ class BookKeeper(LiveUpkeep):
         await trio.sleep(delay)
         if self.gen[symbol] != gen:
             return
-        self.store.set_state(self.venue_id, [symbol], BookState.SYNCING)
+        if self.attempt.publishing:
+            self.store.set_state(self.venue_id, [symbol], BookState.SYNCING)
         self.pending.add(symbol)
         self._changed()
         self._resync(symbol, None, unsubscribe=False)

@@ -100,5 +100,14 @@ class Unrequested:
 
 UNREQUESTED: Final = Unrequested()
 
+
+@attrs.frozen(slots=True)
+class Planned:
+    """The venue announced that this connection will end (Binance
+    ``serverShutdown``, OKX's service-upgrade notice): the supervisor opens the
+    replacement first and hands the books over before this one closes."""
+
+    why: str
+
 Event = Snapshot | Delta
-Control = Reply | Beat | Unrequested
+Control = Reply | Beat | Unrequested | Planned

@@ -26,7 +26,7 @@ from .config import ServiceConfig, VenueConfig
 from .errors import AttemptFailure, BadFrame, BookFault, ChannelOverflow, StaleFeed
 from .heartbeat import Liveness, enforce_heartbeat
 from .keeper import BookKeeper, SyncTimeout
-from .model import Beat, BookState, Delta, Reply, Snapshot, Unrequested
+from .model import Beat, BookState, Delta, Planned, Reply, Snapshot, Unrequested
 from .rest import RestLimiter
 from .store import BookStore, VenueStats
 from .transport import Connection, open_connection
@@ -77,14 +77,18 @@ class VenueRuntime:
         )
 
 
-async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
-    """Run one connection for ``symbols`` until it fails. Always ends by raising."""
+async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log, attempt: Any) -> None:
+    """Run one connection for ``symbols`` until it fails. Always ends by raising.
+
+    ``attempt`` (:class:`~trio_books.supervise.Attempt`) says whether its books
+    are the served ones (``publishing``) and hears when they are all synced
+    and when the venue announces the end of the connection."""
     venue = rt.venue
     spec = rt.spec(symbols)
     proto = venue.connect(spec)
     recorder = rt.recorder
     rec_id = recorder.new_connection(venue.id, proto.url, spec) if recorder is not None else 0
-    guard = FailFast(rt.store, venue.id, symbols)
+    guard = FailFast(rt.store, venue.id, symbols, attempt)
     async with open_connection(
         proto.url,
         max_message_size=venue.max_message_size,
@@ -101,10 +105,10 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log) -> None:
             out_send, out_recv = trio.open_memory_channel[Any](math.inf)
             async with trio.open_nursery() as nursery:
                 spawn = guard.spawner(nursery)
-                keeper = BookKeeper(rt, proto, out_send, send, spawn, log, rec_id)
+                keeper = attempt.keeper = BookKeeper(rt, proto, out_send, send, spawn, log, attempt, rec_id)
                 # the book task and the reader drain from before the first subscribe frame
                 spawn(keeper.run, recv, name=f"{venue.id}:books")
-                spawn(_read_loop, conn, proto, send, live, rt, rec_id, name=f"{venue.id}:read")
+                spawn(_read_loop, conn, proto, send, live, rt, rec_id, attempt.plan_end, name=f"{venue.id}:read")
                 spawn(enforce_heartbeat, conn, rt.heartbeat(), live, name=f"{venue.id}:heartbeat")
                 spawn(keeper.enforce_deadlines, name=f"{venue.id}:sync-deadlines")
                 if proto.rest_snapshots:
@@ -130,14 +134,14 @@ class FailFast:
     as live, not even during the socket's close handshake. Cancellation alone
     (another task failed first, or shutdown) changes nothing."""
 
-    def __init__(self, store: BookStore, venue: str, symbols: Sequence[str]) -> None:
-        self.store, self.venue, self.symbols = store, venue, symbols
+    def __init__(self, store: BookStore, venue: str, symbols: Sequence[str], attempt: Any) -> None:
+        self.store, self.venue, self.symbols, self.attempt = store, venue, symbols, attempt
 
     def __enter__(self) -> "FailFast":
         return self
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None and not _only_cancelled(exc):
+        if exc is not None and not _only_cancelled(exc) and self.attempt.publishing:
             why = f"{exc.reason}: {exc}" if isinstance(exc, AttemptFailure) else f"error: {type(exc).__name__}: {exc}"
             self.store.set_state(self.venue, self.symbols, BookState.STALE, error=f"connection ended ({why[:200]})")
         return False
@@ -178,7 +182,8 @@ async def _send_subscriptions(conn: Connection, outbox: trio.MemoryReceiveChanne
 
 
 async def _read_loop(
-    conn: Connection, proto: FeedProtocol, send: trio.MemorySendChannel, live: Liveness, rt: VenueRuntime, rec_id: int = 0
+    conn: Connection, proto: FeedProtocol, send: trio.MemorySendChannel, live: Liveness, rt: VenueRuntime, rec_id: int = 0,
+    on_planned: Any = None,
 ) -> None:
     """Decode and parse every frame, answer pings, and hand each socket read's
     events to the book task in one batch. Never blocks on the book task: a full
@@ -227,6 +232,8 @@ async def _read_loop(
                     live.last_beat = now
                 elif kind is Unrequested:
                     stats.ignored["unrequested"] += 1
+                elif kind is Planned and on_planned is not None:
+                    on_planned(item.why)
                 elif isinstance(item, BookFault):  # one book's fault, in a frame that carries several books
                     batch.append(item)
         if batch:

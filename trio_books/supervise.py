@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 from loguru import logger
@@ -27,6 +28,9 @@ from .venues import Venue
 
 DEGRADED_AFTER = 3
 """Consecutive failed attempts after which a venue reports ``degraded``."""
+CATCH_UP = 5.0
+"""Make-before-break: how long a synced replacement may take to reach the old
+connection's update ids before the books are handed over anyway."""
 
 
 def connection_groups(symbols: Sequence[str], per_connection: int) -> list[tuple[str, ...]]:
@@ -71,52 +75,155 @@ async def supervise_venue(venue: Venue, cfg: VenueConfig, service: ServiceConfig
                 nursery.start_soon(run_connection_forever, rt, symbols, index, name=f"{venue.id}:conn{index}")
 
 
+class Attempt:
+    """One connection attempt as the supervisor sees it.
+
+    ``publishing``: its books are the ones served (only one attempt of a
+    connection publishes at a time; a replacement opened before a planned
+    disconnect syncs its books privately until :func:`hand_over`).
+    """
+
+    def __init__(self, publishing: bool) -> None:
+        self.publishing = publishing
+        self.keeper: Any = None  # set by run_attempt
+        self.scope = trio.CancelScope()
+        self.synced = trio.Event()  # every book live (or refused)
+        self.planned = trio.Event()  # the venue announced the end of this connection
+        self.planned_why = ""
+        self.done = trio.Event()
+        self.failure: BaseException | None = None
+        self.handed_over = False
+        self.began = 0.0
+
+    def plan_end(self, why: str) -> None:
+        if not self.planned.is_set():
+            self.planned_why = why
+            self.planned.set()
+
+
+def hand_over(old: Attempt | None, new: Attempt) -> None:
+    """Serve ``new``'s books instead of ``old``'s, in one step (no checkpoint):
+    a reader sees the old book or the new one, never a non-live one."""
+    if old is not None:
+        old.publishing = False
+        old.handed_over = True
+    new.publishing = True
+    new.keeper.publish_all()
+
+
+async def _wait_any(*events: trio.Event, deadline: float = math.inf) -> None:
+    async with trio.open_nursery() as nursery:
+        def stop_when(event: trio.Event):
+            async def waiter() -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+            return waiter
+
+        for event in events:
+            nursery.start_soon(stop_when(event))
+        nursery.cancel_scope.deadline = deadline
+
+
 async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], index: int) -> None:
+    """One connection's attempts, forever. An unplanned end (any failure) is
+    counted, logged once and followed by a fresh attempt after backoff. A
+    planned end — the connection's documented lifetime nearly used up, or the
+    venue announcing a disconnect — opens the replacement first, syncs all
+    its books, hands the served books over in one step, and only then closes
+    the old connection (make-before-break)."""
     venue, store, stats, cfg = rt.venue, rt.store, rt.stats, rt.cfg
     log = logger.bind(venue=venue.id)
     limiter = RateLimiter(window=60.0)
     failures = 0
+    current: Attempt | None = None
     first = True
-    while True:
-        if rt.connect_budget is not None:
-            wait = rt.connect_budget.delay(trio.current_time())
-            if wait > 0:
-                log.warning("connection-attempt budget used up; waiting {:.1f} s", wait)
-                await trio.sleep(wait)
-            rt.connect_budget.record(trio.current_time())
-        began = trio.current_time()
-        stats.attempts += 1
-        if not first:
-            stats.reconnects += 1
-        first = False
-        store.set_state(venue.id, symbols, BookState.SYNCING)
-        failure: BaseException | None = None
-        with trio.CancelScope():
+    lifetime = cfg.lifetime if cfg.lifetime is not None else venue.max_lifetime
+    async with trio.open_nursery() as nursery:
+        while True:
+            if rt.connect_budget is not None:
+                wait = rt.connect_budget.delay(trio.current_time())
+                if wait > 0:
+                    log.warning("connection-attempt budget used up; waiting {:.1f} s", wait)
+                    await trio.sleep(wait)
+                rt.connect_budget.record(trio.current_time())
+            attempt = Attempt(publishing=current is None)
+            attempt.began = trio.current_time()
+            if not first:
+                stats.reconnects += 1
+            first = False
+            stats.attempts += 1
+            if current is None:
+                store.set_state(venue.id, symbols, BookState.SYNCING)
+            nursery.start_soon(_run, rt, symbols, attempt, log, name=f"{venue.id}:conn{index}:attempt")
+            if current is not None:  # make-before-break: the old connection serves meanwhile
+                await _wait_any(attempt.synced, attempt.done, current.done)
+                if current.done.is_set():  # the venue ended the old one first: serve what the new one has
+                    _ended(rt, current, index, limiter, log, 1)
+                    if not attempt.done.is_set():
+                        hand_over(None, attempt)
+                elif attempt.done.is_set():  # the replacement failed: the old one still serves
+                    _ended(rt, attempt, index, limiter, log, 1)
+                    await trio.sleep(backoff_delay(1, base=cfg.backoff_base, cap=cfg.backoff_cap))
+                    continue
+                else:
+                    with trio.move_on_after(CATCH_UP):  # no book may go back: the new one reaches the old one's ids first
+                        while not attempt.keeper.caught_up_with(current.keeper) and not attempt.done.is_set():
+                            await trio.sleep(0.01)
+                    log.info("connection {}: replacement synced; {} books handed over", index, len(symbols))
+                    hand_over(current, attempt)
+                    current.scope.cancel()
+                    await current.done.wait()
+                    stats.failures["planned"] += 1
+                    stats.last_error = f"planned: {current.planned_why}"
+            current = attempt
+            planned_at = attempt.began + lifetime - min(600.0, lifetime / 10) if lifetime else math.inf
+            await _wait_any(attempt.planned, attempt.done, deadline=planned_at)
+            if not attempt.done.is_set():  # planned: open the replacement now
+                attempt.plan_end(attempt.planned_why or f"lifetime of {lifetime:g} s nearly used up")
+                log.info("connection {}: {}; opening its replacement first", index, attempt.planned_why)
+                continue
+            healthy = trio.current_time() - attempt.began >= cfg.healthy_after
+            failures = 1 if healthy else failures + 1
+            delay = _ended(rt, attempt, index, limiter, log, failures)
+            current = None
+            await trio.sleep(delay if math.isfinite(delay) else cfg.backoff_cap)
+
+
+async def _run(rt: VenueRuntime, symbols: tuple[str, ...], attempt: Attempt, log) -> None:
+    try:
+        with attempt.scope:
             try:
-                await run_attempt(rt, symbols, log)
+                await run_attempt(rt, symbols, log, attempt)
             except Exception as exc:  # noqa: BLE001 - the attempt boundary; Cancelled is BaseException
-                failure = exc
-        went_stale = store.set_state(venue.id, symbols, BookState.STALE)
-        if failure is None:  # run_attempt only returns if a task returned early; treat as a close
-            reason, message, retry_after = "close", "connection ended", None
-        else:
-            reason, message, retry_after = classify(failure)
-        stats.failures[reason] += 1
-        stats.last_error = f"{reason}: {message}"
-        healthy = trio.current_time() - began >= cfg.healthy_after
-        failures = 1 if healthy else failures + 1
-        stats.consecutive_failures = 0 if healthy else stats.consecutive_failures + 1
-        delay = backoff_delay(failures, base=cfg.backoff_base, cap=cfg.backoff_cap)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        repeats = limiter.check((reason, message))
-        if repeats is not None:
-            more = f" (and {repeats} more like it)" if repeats else ""
-            level = "WARNING" if reason in ("close", "heartbeat", "sync_timeout", "snapshot") else "ERROR"
-            if stats.consecutive_failures >= DEGRADED_AFTER:
-                more += f"; degraded after {stats.consecutive_failures} failures in a row"
-            log.log(level, "connection {} ended ({}): {}{}; {} books stale; retry in {:.1f} s",
-                    index, reason, message, more, len(went_stale) or len(symbols), delay)
-            if reason == "error" and failure is not None:
-                log.opt(exception=failure).debug("unexpected failure")
-        await trio.sleep(delay if math.isfinite(delay) else cfg.backoff_cap)
+                attempt.failure = exc
+    finally:
+        if attempt.publishing:
+            rt.store.set_state(rt.venue.id, symbols, BookState.STALE)
+        attempt.done.set()
+
+
+def _ended(rt: VenueRuntime, attempt: Attempt, index: int, limiter: RateLimiter, log, failures: int) -> float:
+    """Count and log how ``attempt`` ended; return the delay before the next one."""
+    stats, cfg = rt.stats, rt.cfg
+    if attempt.failure is None:  # run_attempt only returns if a task returned early; treat as a close
+        reason, message, retry_after = "close", "connection ended", None
+    else:
+        reason, message, retry_after = classify(attempt.failure)
+    stats.failures[reason] += 1
+    stats.last_error = f"{reason}: {message}"
+    healthy = trio.current_time() - attempt.began >= cfg.healthy_after
+    stats.consecutive_failures = 0 if healthy else stats.consecutive_failures + 1
+    delay = backoff_delay(failures, base=cfg.backoff_base, cap=cfg.backoff_cap)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    repeats = limiter.check((reason, message))
+    if repeats is not None:
+        more = f" (and {repeats} more like it)" if repeats else ""
+        level = "WARNING" if reason in ("close", "heartbeat", "sync_timeout", "snapshot") else "ERROR"
+        if stats.consecutive_failures >= DEGRADED_AFTER:
+            more += f"; degraded after {stats.consecutive_failures} failures in a row"
+        stale = "; its books stale" if attempt.publishing else ""
+        log.log(level, "connection {} ended ({}): {}{}{}; retry in {:.1f} s", index, reason, message, more, stale, delay)
+        if reason == "error" and attempt.failure is not None:
+            log.opt(exception=attempt.failure).debug("unexpected failure")
+    return delay

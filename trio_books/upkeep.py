@@ -65,7 +65,8 @@ class LiveUpkeep:
             return
         del self.shadows[symbol]
         self.syncs[symbol] = shadow  # one step: the store serves the fresh book from now on
-        self.store.publish(self.venue_id, symbol, shadow.book)
+        if self.attempt.publishing:
+            self.store.publish(self.venue_id, symbol, shadow.book)
         self.entries[symbol].resyncs["shallow"] += 1
         self.rt.stats.book_resyncs["shallow"] += 1
         touched.add(symbol)

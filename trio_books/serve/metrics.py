@@ -13,7 +13,7 @@ from ..model import BookState
 from ..store import LATENCY_BUCKETS, BookStore
 
 REASONS = ("gap", "checksum", "crossed", "heartbeat", "overflow", "close", "error", "bad_frame",
-           "rejected", "snapshot", "sync_timeout", "no_data", "resync_limit")
+           "rejected", "snapshot", "sync_timeout", "no_data", "resync_limit", "planned")
 
 
 class ClientCounts:

@@ -149,6 +149,8 @@ class Venue:
             attempts per period across the venue (Kraken: 150 per 10 min).
         subscribe_spacing: seconds between subscribe frames (venues that limit
             incoming messages per second).
+        max_lifetime: the venue ends every connection after this long (Binance:
+            24 h): the supervisor replaces it before then, make-before-break.
         maintains_window: the venue pushes every level that enters its window
             (Bybit, OKX, Kraken, BingX); otherwise (Binance diff streams,
             Coinbase ``level2``) a depth-limited book tracks the price range it
@@ -171,6 +173,7 @@ class Venue:
     connect_budget: tuple[int, float] | None = None
     subscribe_spacing: float = 0.0
     maintains_window: bool = False
+    max_lifetime: float | None = None
 
     def depth_problem(self, depth: int) -> str | None:
         """Why ``depth`` is not allowed here, or ``None`` when it is."""
