@@ -24,7 +24,7 @@ def depth_requests(fake) -> list[tuple[float, str]]:
 
 async def test_fifty_symbols_and_a_forced_disconnect_stay_within_request_weight(nursery, pacer, autojump_clock):
     fake = await nursery.start(FakeBinanceSpot(SYMBOLS, rate=2, levels=20).serve)
-    cfg = load_config_text(fake.config_toml(depth=5000))
+    cfg = load_config_text(fake.config_toml(depth=5000, audit_interval=0))  # only resync snapshots counted
     with snapshot_refetches() as refetched:
         async with open_books(cfg) as books:
             with trio.fail_after(400):
@@ -48,7 +48,7 @@ async def test_a_gap_in_one_of_fifty_deep_books_refetches_that_snapshot_alone(nu
     snapshots at 250 weight, two minutes of budget. Now it is one snapshot, and
     the book is live again as soon as that snapshot is back."""
     fake = await nursery.start(FakeBinanceSpot(SYMBOLS, rate=2, levels=20).serve)
-    cfg = load_config_text(fake.config_toml(depth=5000))
+    cfg = load_config_text(fake.config_toml(depth=5000, audit_interval=0))  # only resync snapshots counted
     sick = SYMBOLS[25]
     with snapshot_refetches() as refetched:
         async with open_books(cfg) as books:

@@ -16,7 +16,7 @@ from trio_books import BookState, load_config_text, open_books
 from trio_books.runner import Books, build_store
 from trio_books.supervise import supervise_venue
 from trio_books.testing import FakeBinanceFutures
-from trio_books.testing.harness import assert_full_jitter, converge, recover, view_top
+from trio_books.testing.harness import LiveWatch, assert_full_jitter, converge, recover, view_top
 from trio_books.venues import get_venue
 from trio_books.venues.binance import BINANCE_FUTURES, USDM, feed_factory
 
@@ -79,21 +79,61 @@ async def test_quiet_start_bridges_on_pu(nursery, fake_cls):
         assert books.statistics()[venue].failures == {} and fake.connections_accepted == 1
 
 
-async def test_gap_resyncs_to_truth(nursery, fake_cls):
+def requests_for(fake, symbol: str) -> list[float]:
+    """When the fake's REST depth endpoint was asked for ``symbol``."""
+    return [t for t, path in fake.rest_log if f"symbol={symbol}&" in path]
+
+
+async def test_gap_resyncs_that_book_alone(nursery, pacer, autojump_clock, fake_cls):
+    """A break in BTCUSDT's ``pu`` chain refetches its snapshot alone on the
+    open connection; ETHUSDT is live at every scheduling step."""
     fake = await start(nursery, fake_cls)
     venue = fake.venue_id
     async with open_books(config(fake)) as books:
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             await books.wait_live(venue)
-        fake.skip_next_update("BTCUSDT")
-        with trio.fail_after(10):
-            await wait_failure(books, venue, "gap")
-            await books.wait_live(venue)
-        for s in SYMBOLS:
-            await converge(view_top(books, venue, s), fake, s)
+        entry = books.store.entry(venue, "BTCUSDT")
+        fetched = len(requests_for(fake, "BTCUSDT"))
+        with LiveWatch(books.store, venue, ["ETHUSDT"]) as watch:
+            fake.skip_next_update("BTCUSDT")
+            with trio.fail_after(30):
+                while not entry.resyncs:
+                    await trio.sleep(0.01)
+                faulted = trio.current_time()
+                await books.wait_live(venue, "BTCUSDT")
+            assert trio.current_time() - faulted < 1.0  # one snapshot away, not a reconnect
+            for s in SYMBOLS:
+                await converge(view_top(books, venue, s), fake, s)
+        assert watch.steps > 20 and watch.not_live == [], watch.not_live[:5]
+        assert len(requests_for(fake, "BTCUSDT")) == fetched + 1  # exactly one snapshot refetched
         stats = books.statistics()[venue]
-        assert stats.failures == {"gap": 1} and stats.resyncs == 1 and stats.reconnects == 1
-        assert "BTCUSDT: gap at" in stats.last_error
+        assert stats.failures == {} and stats.reconnects == 0 and fake.connections_accepted == 1
+        assert stats.book_resyncs == {"gap": 1} and stats.resyncs == 1 and dict(entry.resyncs) == {"gap": 1}
+
+
+async def test_a_late_snapshot_bridges_on_pu_without_a_refetch(nursery, pacer, autojump_clock, fake_cls):
+    """USD-M step 3: a resync's snapshot answered after more events were
+    buffered is not too old (the first of them has ``pu`` = ``lastUpdateId``):
+    the buffer is replayed on it, one fetch, and the book equals the truth."""
+    fake = await start(nursery, fake_cls)
+    venue = fake.venue_id
+    async with open_books(config(fake)) as books:
+        with trio.fail_after(30):
+            await books.wait_live(venue)
+        fetched = len(requests_for(fake, "BTCUSDT"))
+        with LiveWatch(books.store, venue, ["ETHUSDT"]) as watch:
+            fake.late_snapshot("BTCUSDT", 0.2)  # ten events of the stream go by meanwhile
+            fake.skip_next_update("BTCUSDT")
+            with trio.fail_after(30):
+                while not books.store.entry(venue, "BTCUSDT").resyncs:
+                    await trio.sleep(0.01)
+                await books.wait_live(venue, "BTCUSDT")
+            for s in SYMBOLS:
+                await converge(view_top(books, venue, s), fake, s)
+        assert watch.not_live == [], watch.not_live[:5]
+        assert len(requests_for(fake, "BTCUSDT")) == fetched + 1
+        stats = books.statistics()[venue]
+        assert stats.book_resyncs == {"gap": 1} and stats.failures == {} and fake.connections_accepted == 1
 
 
 async def test_drop_malformed_and_duplicate(nursery, fake_cls):
@@ -121,22 +161,25 @@ async def test_drop_malformed_and_duplicate(nursery, fake_cls):
         assert fake.connections_accepted == 3
 
 
-async def test_rest_429_honours_retry_after(nursery, fake_cls):
+async def test_rest_429_blocks_the_venue_and_retries_that_fetch(nursery, pacer, autojump_clock, fake_cls):
+    """A 429 is no failure of the connection: every REST request of the venue
+    waits out ``Retry-After``, then the same book's snapshot is fetched again."""
     fake = await start(nursery, fake_cls)
     fake.rest_fail(429, count=1, retry_after=1)
     venue = fake.venue_id
     async with open_books(config(fake)) as books:
-        with trio.fail_after(15):
-            await wait_failure(books, venue, "snapshot")
-            failed_at = trio.current_time()
+        with trio.fail_after(30):
             await books.wait_live(venue)
-        assert trio.current_time() - failed_at >= 0.95  # waited out Retry-After, not the 0.1 s backoff
-        first = fake.rest_log[0][0]  # the 429 (a request sent with it may have got through)
-        later = [t for t, _ in fake.rest_log if t - first > 0.5]
-        assert later and all(t - first >= 0.95 for t in later)  # no request while told to wait
         for s in SYMBOLS:
             await converge(view_top(books, venue, s), fake, s)
-        assert books.statistics()[venue].failures == {"snapshot": 1}
+        stats = books.statistics()[venue]
+    (told, refused), *rest = fake.rest_log
+    # both snapshots went out at once; the one refused is asked for again after Retry-After
+    assert [path for _, path in rest].count(refused) == 1
+    assert all(t - told < 0.05 or t - told >= 1.0 for t, _ in rest), rest  # nothing while told to wait
+    assert next(t for t, path in rest if path == refused) - told < 1.1
+    assert stats.rest_errors == 1 and len(fake.rest_log) == 3
+    assert stats.failures == {} and stats.attempts == 1 and stats.book_resyncs == {} and fake.connections_accepted == 1
 
 
 async def test_rest_5xx_is_retried_within_the_attempt(nursery, fake_cls):
@@ -179,8 +222,10 @@ async def test_silence_ends_the_attempt_at_the_watchdog(nursery, pacer, autojump
         fake.silence()  # open, nothing sent; our pings still get pongs
         silenced = trio.current_time()
         with trio.fail_after(120):
-            await books.wait_state(venue, "BTCUSDT", BookState.STALE)
+            await books.wait_state(venue, "BTCUSDT", BookState.STALE)  # at the raise, before the close handshake
         assert hb.watchdog - 1 <= trio.current_time() - silenced <= hb.watchdog + 1
+        with trio.fail_after(30):
+            await wait_failure(books, venue, "heartbeat")
         stats = books.statistics()[venue]
         assert stats.failures == {"heartbeat": 1} and f"no frame for {hb.watchdog:g} s" in stats.last_error
         await recover(books, fake, venue, SYMBOLS, timeout=10)

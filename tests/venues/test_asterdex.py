@@ -57,8 +57,9 @@ def test_urls_use_asters_hosts_and_paths():
     proto = feed(symbols)
     assert proto.url.startswith("wss://fstream.asterdex.com/stream?streams=s0usdt@depth@100ms/")
     assert "/public" not in proto.url and proto.url.count("@depth@100ms") == 100
-    (frame,) = proto.subscribe()
+    ((frame, named),) = proto.subscribe()
     assert frame.startswith('{"method":"SUBSCRIBE","params":["s100usdt@depth@100ms"') and frame.endswith('"id":1}')
+    assert named == symbols[100:]
     assert proto.snapshot_url("S0USDT") == "https://fapi.asterdex.com/fapi/v3/depth?symbol=S0USDT&limit=1000"
     assert feed(depth=100).snapshot_url("BTCUSDT").endswith("/fapi/v3/depth?symbol=BTCUSDT&limit=100")
 

@@ -214,9 +214,11 @@ def test_connection_url_is_routed_and_subscribe_frames_follow():
     # depth streams moved under /public in 2026; the unrouted URL delivers nothing
     assert proto.url.startswith("wss://fstream.binance.com/public/stream?streams=s0usdt@depth@100ms/s1usdt@depth@100ms/")
     assert proto.url.count("@depth@100ms") == 100
-    frames = proto.subscribe()
+    subs = proto.subscribe()
+    frames = [sub.frame for sub in subs]
     assert len(frames) == 2 and '"method":"SUBSCRIBE"' in frames[0] and '"id":1' in frames[0] and '"id":2' in frames[1]
     assert frames[1].count("@depth@100ms") == 50
+    assert [sub.symbols for sub in subs] == [symbols[100:200], symbols[200:]]  # each book's sync clock starts with its frame
     assert proto.snapshot_url("BTCUSDT") == "https://fapi.binance.com/fapi/v1/depth?symbol=BTCUSDT&limit=1000"
     assert feed(("BTCUSDT",), depth=50).snapshot_url("BTCUSDT").endswith("&limit=50")
     assert isinstance(proto.new_sequencer("S0USDT"), FuturesChain)

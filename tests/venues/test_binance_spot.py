@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import orjson
 import pytest
 
 from tests.capture import records
@@ -127,8 +128,13 @@ def test_connection_url_and_subscribe_frames():
     proto = feed(symbols)
     assert proto.url.startswith("wss://stream.binance.com:9443/stream?streams=s0usdt@depth@100ms/")
     assert proto.url.count("@depth") == 100
-    frames = proto.subscribe()
-    assert len(frames) == 2 and '"method":"SUBSCRIBE"' in frames[0]
+    subs = proto.subscribe()  # the 150 streams past the URL's 100, at most 100 per frame
+    assert [sub.symbols for sub in subs] == [symbols[100:200], symbols[200:]]
+    assert [orjson.loads(sub.frame) for sub in subs] == [
+        {"method": "SUBSCRIBE", "params": [f"{s.lower()}@depth@100ms" for s in chunk], "id": i}
+        for i, chunk in enumerate((symbols[100:200], symbols[200:]), 1)
+    ]
+    assert feed(symbols[:100]).subscribe() == []  # the URL names them all
     assert proto.snapshot_url("BTCUSDT") == "https://api.binance.com/api/v3/depth?symbol=BTCUSDT&limit=1000"
 
 

@@ -1,8 +1,15 @@
-"""Fake Binance Spot and USD-M futures: combined diff-depth streams plus REST depth."""
+"""Fake Binance Spot and USD-M futures: combined diff-depth streams plus REST depth.
+
+A symbol the fake does not list behaves as on Binance: ``GET <depth path>``
+answers HTTP 400 ``{"code":-1121,"msg":"Invalid symbol."}``, and its stream
+(named in the URL or in a SUBSCRIBE) is accepted and never sends anything.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+from collections import deque
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,51 +19,84 @@ import trio
 from ..model import Level
 from ._base import FakeClient, FakeVenue, JSONResponse, Request, Route
 
+STREAM_NAME = re.compile(r"[a-z0-9]+@depth(@100ms)?")
+"""A well-formed diff-depth stream name (whether or not the symbol is listed)."""
+
 
 class FakeBinanceSpot(FakeVenue):
     """Binance Spot: ``/stream?streams=<sym>@depth@100ms/...``, SUBSCRIBE frames,
-    ``GET /api/v3/depth``; events carry ``U``/``u`` (futures add ``pu``)."""
+    ``GET /api/v3/depth``; events carry ``U``/``u`` (futures add ``pu``).
+
+    The documented connection limits are enforced: more than
+    :attr:`max_streams` streams, or more than :attr:`max_incoming_per_second`
+    incoming messages in a second (pings aside), closes the connection."""
 
     venue_id: ClassVar[str] = "binance_spot"
     has_rest: ClassVar[bool] = True
     route: ClassVar[str] = ""
     depth_path: ClassVar[str] = "/api/v3/depth"
     futures: ClassVar[bool] = False
+    max_streams: ClassVar[int] = 1024
+    max_incoming_per_second: ClassVar[int] = 5
 
     def __init__(self, symbols, **kwargs) -> None:
         super().__init__(symbols, **kwargs)
         self.last_id = {s: 1_000_000 + 10_000 * i for i, s in enumerate(self.symbols)}
         self._by_stream = {f"{s.lower()}@depth@100ms": s for s in self.symbols}
         self._by_stream.update({f"{s.lower()}@depth": s for s in self.symbols})
+        self._late: dict[str, float] = {}  # symbol → delay of its next snapshot reply (late_snapshot)
+        self.limit_closes = 0  # connections closed for going past a documented limit
 
     async def handle(self, client: FakeClient) -> None:
         parts = urlsplit(client.path)
         if parts.path != f"{self.route}/stream":
             await client.ws.aclose(code=1008, reason="unknown path")
             return
-        for name in "/".join(parse_qs(parts.query).get("streams", [])).split("/"):
-            if name in self._by_stream:
-                client.symbols.add(self._by_stream[name])
-            elif name:
-                # Binance refuses an unknown stream name with an error and a close.
-                await client.send(orjson.dumps({"code": 2, "msg": f"Invalid request: unknown stream {name}"}).decode())
-                await client.ws.aclose(code=1008, reason="invalid stream")
-                return
+        names = [n for n in "/".join(parse_qs(parts.query).get("streams", [])).split("/") if n]
+        bad = next((n for n in names if n not in self._by_stream and not STREAM_NAME.fullmatch(n)), None)
+        if bad is not None:
+            # a malformed stream name is refused with an error and a close; a
+            # well-formed one of a symbol not listed is accepted and stays silent
+            await client.send(orjson.dumps({"code": 2, "msg": f"Invalid request: bad stream name {bad}"}).decode())
+            await client.ws.aclose(code=1008, reason="invalid stream")
+            return
+        if not await self._add_streams(client, names):
+            return
         if self.reject_subscribe:
             await client.send(orjson.dumps({"code": 2, "msg": "Invalid request: fake: subscription rejected"}).decode())
             await client.ws.aclose(code=1008, reason="rejected")
             return
+        received: deque[float] = deque()  # when each of the last second's incoming messages came
         while True:
             if client.silent:
                 await trio.sleep_forever()
-            msg = orjson.loads(await client.receive())
+            raw = await client.receive()
+            now = trio.current_time()
+            received.append(now)
+            while received[0] <= now - 1.0:
+                received.popleft()
+            if len(received) > self.max_incoming_per_second:
+                self.limit_closes += 1
+                await client.ws.aclose(code=1008, reason="too many messages")
+                return
+            msg = orjson.loads(raw)
             if msg.get("method") == "SUBSCRIBE":
-                for name in msg.get("params", []):
-                    if name in self._by_stream:
-                        client.symbols.add(self._by_stream[name])
+                if not await self._add_streams(client, msg.get("params", [])):
+                    return
                 await client.send(orjson.dumps({"result": None, "id": msg.get("id")}).decode())
             else:
                 await client.send(orjson.dumps({"code": 2, "msg": "Invalid request: unknown variant"}).decode())
+
+    async def _add_streams(self, client: FakeClient, names: list[str]) -> bool:
+        """Subscribe ``names``; past :attr:`max_streams` the connection is closed."""
+        streams = client.state.setdefault("streams", set())
+        streams.update(names)
+        if len(streams) > self.max_streams:
+            self.limit_closes += 1
+            await client.ws.aclose(code=1008, reason="too many streams")
+            return False
+        client.symbols.update(self._by_stream[n] for n in names if n in self._by_stream)
+        return True
 
     def encode_delta(self, symbol: str, bids: list[Level], asks: list[Level]) -> list[str | bytes]:
         first = self.last_id[symbol] + 1
@@ -82,17 +122,33 @@ class FakeBinanceSpot(FakeVenue):
         body.update({"bids": [list(x) for x in bids], "asks": [list(x) for x in asks]})
         return body
 
+    def late_snapshot(self, symbol: str, delay: float) -> None:
+        """The next snapshot of ``symbol`` is taken at once but answered only
+        ``delay`` seconds later (the stream moves on meanwhile: the reply is older
+        than the events the client buffered while waiting)."""
+        self._late[symbol] = delay
+
+    def parse_limit(self, raw: str | None) -> int | JSONResponse:
+        """The snapshot size ``limit`` asks for, or the venue's error reply."""
+        try:
+            return min(int(raw or "100"), 5000)  # the documented default and cap
+        except ValueError:
+            return JSONResponse({"code": -1100, "msg": "Illegal characters found in parameter 'limit'."}, status_code=400)
+
     def rest_routes(self) -> list[Route]:
         async def depth(request: Request) -> JSONResponse:
             symbol = request.query_params.get("symbol", "")
             match = next((s for s in self.symbols if s.upper() == symbol), None)
             if match is None:
                 return JSONResponse({"code": -1121, "msg": "Invalid symbol."}, status_code=400)
-            try:
-                limit = int(request.query_params.get("limit", "100"))
-            except ValueError:
-                return JSONResponse({"code": -1100, "msg": "Illegal characters found in parameter 'limit'."}, status_code=400)
-            return JSONResponse(self.snapshot_body(match, min(limit, 5000)))
+            limit = self.parse_limit(request.query_params.get("limit"))
+            if isinstance(limit, JSONResponse):
+                return limit
+            body = self.snapshot_body(match, limit)
+            delay = self._late.pop(match, None)
+            if delay is not None:
+                await trio.sleep(delay)
+            return JSONResponse(body)
 
         return [Route(self.depth_path, depth)]
 
@@ -119,6 +175,7 @@ class FakeBinanceFutures(FakeBinanceSpot):
     depth_path: ClassVar[str] = "/fapi/v1/depth"
     futures: ClassVar[bool] = True
     limits: ClassVar[tuple[int, ...]] = (5, 10, 20, 50, 100, 500, 1000)
+    max_incoming_per_second: ClassVar[int] = 10
     retired_paths: ClassVar[tuple[str, ...]] = ("/stream", "/ws")
 
     def __init__(self, symbols, **kwargs) -> None:
@@ -160,15 +217,8 @@ class FakeBinanceFutures(FakeBinanceSpot):
         return {"lastUpdateId": self.last_id[symbol], "E": now, "T": now - 1,
                 "bids": [list(x) for x in bids], "asks": [list(x) for x in asks]}
 
-    def rest_routes(self) -> list[Route]:
-        async def depth(request: Request) -> JSONResponse:
-            symbol = request.query_params.get("symbol", "")
-            match = next((s for s in self.symbols if s.upper() == symbol), None)
-            if match is None:
-                return JSONResponse({"code": -1121, "msg": "Invalid symbol."}, status_code=400)
-            raw = request.query_params.get("limit", "500")  # the documented default
-            if not raw.isdigit() or int(raw) not in self.limits:
-                return JSONResponse({"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}, status_code=400)
-            return JSONResponse(self.snapshot_body(match, int(raw)))
-
-        return [Route(self.depth_path, depth)]
+    def parse_limit(self, raw: str | None) -> int | JSONResponse:
+        raw = raw or "500"  # the documented default
+        if not raw.isdigit() or int(raw) not in self.limits:
+            return JSONResponse({"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}, status_code=400)
+        return int(raw)

@@ -16,6 +16,14 @@ request weights, limits, the heartbeat) and by their sequencer:
   are one sequence shared by every symbol) (:class:`FuturesChain`).
   Depth streams live on the ``/public`` route since the 2026 routing change.
 
+Each symbol has its own chain, so a gap is that book's fault alone: the core
+buffers its stream again and fetches its snapshot again while the connection
+and every other book go on (the docs' "restart from step 3"; the stream itself
+has no hole). A symbol the venue does not list is refused by the REST snapshot
+(HTTP 400, ``-1121 Invalid symbol.``) while its stream stays silent: the core
+reports it ``rejected`` and retries it alone. An error reply on the socket
+names no stream, so it still ends the connection (:class:`VenueRejected`).
+
 AsterDEX speaks the futures protocol with its own endpoints (see ``asterdex.py``).
 """
 

@@ -50,8 +50,8 @@ import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, SequenceGap, SnapshotUnusable, SymbolRejected, VenueClosed, VenueRejected
-from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
+from ..errors import BadFrame, SequenceGap, SnapshotUnusable, SymbolRejected, VenueRejected
+from ..model import BEAT, UNREQUESTED, Delta, Level, Planned, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
 CHANNEL: Final = "books"
@@ -239,8 +239,8 @@ class OkxFeed:
         if event == "channel-conn-count-error":
             raise VenueRejected(f"venue refused the subscription: connection count {msg.get('connCount')} on {msg.get('channel')}")
         if event == "notice":
-            if msg.get("code") == SERVICE_UPGRADE_NOTICE:
-                raise VenueClosed(f"venue notice {SERVICE_UPGRADE_NOTICE}: {str(msg.get('msg'))[:160]}")
+            if msg.get("code") == SERVICE_UPGRADE_NOTICE:  # ~60 s ahead: the replacement opens first
+                return [Planned(f"venue notice {SERVICE_UPGRADE_NOTICE}: {str(msg.get('msg'))[:160]}")]
             return []
         return []
 
