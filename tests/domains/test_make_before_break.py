@@ -5,6 +5,7 @@ Readers never see a non-live book and never see one go backwards."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from trio_books import load_config_text, open_books
@@ -46,3 +47,31 @@ async def test_a_connection_nearing_its_lifetime_is_replaced_without_a_stale_rea
         assert stats.failures == {"planned": 2} and stats.attempts == 3
         assert fake.connections_accepted == 3 and len(fake.clients) == 1  # the old ones were closed
         assert 200 <= elapsed <= 230
+
+
+ANNOUNCEMENTS = {
+    "binance_spot": '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}',
+    "binance_futures": '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}',
+    "okx_spot": '{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade. Please reconnect.","connId":"a4d3ae55"}',
+}
+
+
+@pytest.mark.parametrize("vid", sorted(ANNOUNCEMENTS))
+async def test_an_announced_disconnect_is_replaced_before_the_venue_cuts(vid, nursery, autojump_clock, pacer):
+    symbols = ["BTC-USDT", "ETH-USDT", "SOL-USDT"] if vid == "okx_spot" else SYMBOLS
+    fake = await nursery.start(fake_for(vid)(symbols, rate=20, levels=40).serve)
+    cfg = load_config_text(fake.config_toml(depth=100 if vid != "okx_spot" else 400))
+    async with open_books(cfg) as books:
+        with trio.fail_after(30):
+            await books.wait_live(vid)
+        (old,) = fake.clients
+        with LiveWatch(books.store, vid, symbols, served_ok=never_backwards()) as watch:
+            await old.send(ANNOUNCEMENTS[vid])
+            with trio.fail_after(60):
+                while books.statistics()[vid].failures.get("planned", 0) == 0:
+                    await trio.sleep(0.1)
+            assert old.closed  # we closed it ourselves, once the new one served
+            await recover(books, fake, vid)
+        assert watch.not_live == [] and watch.bad_served == []
+        stats = books.statistics()[vid]
+        assert stats.failures == {"planned": 1} and fake.connections_accepted == 2

@@ -10,8 +10,8 @@ import pytest
 
 from tests.capture import records
 from trio_books.config import ConfigError, load_config_text
-from trio_books.errors import BadFrame, SequenceGap, VenueClosed, VenueRejected
-from trio_books.model import Delta, Snapshot, Verdict
+from trio_books.errors import BadFrame, SequenceGap, VenueRejected
+from trio_books.model import Delta, Planned, Snapshot, Verdict
 from trio_books.supervise import connection_groups
 from trio_books.sync import SnapshotTooOld, SymbolSync
 from trio_books.venues import ConnectionSpec, get_venue
@@ -193,8 +193,8 @@ def test_parser_dispatches_on_shape():
     assert proto.parse('{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":1,"s":"BTCUSDT","b":"1","B":"1","a":"2","A":"1"}}') == []
     with pytest.raises(VenueRejected):
         proto.parse('{"code":2,"msg":"Invalid request: request ID must be an unsigned integer"}')
-    with pytest.raises(VenueClosed):
-        proto.parse('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}')
+    (planned,) = proto.parse('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}')
+    assert type(planned) is Planned  # a planned end: make-before-break
     with pytest.raises(BadFrame):
         proto.parse('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":1,"u":2,"pu":"0","b":[],"a":[]}}')
     # the doc example, plus the ps/st keys later payloads may carry: unknown keys are ignored

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from tests.capture import records
-from trio_books.errors import BadFrame, SequenceGap, VenueClosed, VenueRejected
-from trio_books.model import Delta, Snapshot, Verdict
+from trio_books.errors import BadFrame, SequenceGap, VenueRejected
+from trio_books.model import Delta, Planned, Snapshot, Verdict
 from trio_books.sync import SnapshotTooOld, SymbolSync
 from trio_books.venues import ConnectionSpec, get_venue
 from trio_books.venues.binance import SpotChain, spot_weight
@@ -114,8 +114,8 @@ def test_parser_dispatches_on_shape():
     assert proto.parse('{"result":null,"id":1}') == []
     with pytest.raises(VenueRejected):
         proto.parse('{"code":2,"msg":"Invalid request: too many parameters"}')
-    with pytest.raises(VenueClosed):
-        proto.parse('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}')
+    (planned,) = proto.parse('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}')
+    assert type(planned) is Planned  # a planned end: make-before-break
     with pytest.raises(BadFrame):
         proto.parse('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":"1","u":2,"b":[],"a":[]}}')
     (ev,) = proto.parse('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1633998512068,"s":"BTCUSDT","U":5,"u":7,"b":[["1.10","2"]],"a":[]}}')

@@ -51,6 +51,7 @@ ASTERDEX_FUTURES: Final = attrs.evolve(
     heartbeat=futures_heartbeat(ASTER_PING_INTERVAL),  # our ping every 50 s
     max_symbols_per_connection=200,  # "A single connection can subscribe to a maximum of 200 streams"
     connect_budget=(300, 300.0),  # not documented: the same ceiling as Binance
+    max_lifetime=24 * 3600.0,  # connection lifetime 24 h
 )
 
 __all__ = ["ASTER", "ASTERDEX_FUTURES", "ASTER_PING_INTERVAL", "ASTER_PONG_DEADLINE"]

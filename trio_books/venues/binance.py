@@ -37,8 +37,8 @@ import msgspec
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, VenueClosed, VenueRejected
-from ..model import UNREQUESTED, Delta, Snapshot, Verdict
+from ..errors import BadFrame, VenueRejected
+from ..model import UNREQUESTED, Delta, Planned, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
 STREAMS_IN_URL: Final = 100
@@ -257,8 +257,8 @@ class BinanceFeed:
             ms = data.get("E")
             # tuple.__new__: half the cost of Delta(...) (the hot path); all nine fields, in order
             return [_new(Delta, (symbol, bids, asks, first, final, prev, ms / 1000.0 if type(ms) is int else None, None, None))]
-        if kind == "serverShutdown":
-            raise VenueClosed("venue announced serverShutdown")
+        if kind == "serverShutdown":  # a planned end: the replacement opens first
+            return [Planned("venue announced serverShutdown")]
         if "code" in data and "msg" in data:
             raise VenueRejected(f"venue error {data['code']}: {str(data['msg'])[:200]}")
         if "id" in data and "result" in data:
@@ -345,6 +345,7 @@ BINANCE_SPOT: Final = Venue(
     default_depth=1000,
     rest_budget=RestBudget(weight_per_minute=6000, snapshot_weight=spot_weight),
     connect_budget=(300, 300.0),
+    max_lifetime=24 * 3600.0,  # "A single connection is only valid for 24 hours"
     subscribe_spacing=0.25,  # at most 5 incoming messages per second
 )
 
@@ -384,5 +385,6 @@ BINANCE_FUTURES: Final = Venue(
     first_event_deadline=30.0,
     rest_budget=RestBudget(weight_per_minute=2400, snapshot_weight=futures_weight),
     connect_budget=(300, 300.0),  # not documented for fstream: spot's 300 per 5 min as a ceiling
+    max_lifetime=24 * 3600.0,
     subscribe_spacing=0.15,  # 10 incoming messages per second, pings and pongs included
 )
