@@ -22,6 +22,7 @@ from trio_books.keeper import MAX_SNAPSHOT_REFETCH, BookKeeper, Fetched
 from trio_books.model import Delta, Snapshot
 from trio_books.runner import build_store
 from trio_books.session import VenueRuntime
+from trio_books.supervise import Attempt
 from trio_books.venues import get_venue
 from trio_books.venues.binance import FuturesChain, SpotChain
 
@@ -49,7 +50,7 @@ class Harness:
         self.fetches: list[tuple[str, int]] = []  # (symbol, generation) of each snapshot fetch asked for
         self.send, recv = trio.open_memory_channel[list](100)
         outbox, _ = trio.open_memory_channel[object](100)
-        self.keeper = BookKeeper(rt, self.proto, outbox, self.send, self.spawn, logger.bind(venue=venue_id))
+        self.keeper = BookKeeper(rt, self.proto, outbox, self.send, self.spawn, logger.bind(venue=venue_id), Attempt(publishing=True))
         self.recv = recv
 
     def spawn(self, fn, symbol: str, gen: int, purpose: str, *, name: str) -> None:
