@@ -11,9 +11,9 @@ import time
 import pytest
 import trio
 
-from trio_books import BookState, load_config_text, open_books
+from trio_books import load_config_text, open_books
 from trio_books.testing import FakeBingx
-from trio_books.testing.harness import LiveWatch, converge, view_top
+from trio_books.testing.harness import LiveWatch, converge, refused_alone, view_top
 from trio_books.venues.bingx import BINGX_SPOT
 
 VENUE = "bingx_spot"
@@ -34,21 +34,8 @@ async def test_an_unknown_symbol_next_to_two_valid_ones_is_rejected_alone(nurser
     fake = await nursery.start(FakeBingx(["BTC-USDT", "ETH-USDT"], rate=5).serve)
     valid = ["BTC-USDT", "ETH-USDT"]
     async with open_books(config(fake, ["BTC-USDT", "NOPE-USDT", "ETH-USDT"], rejected_retry=5.0)) as books:
-        with trio.fail_after(30):
-            for s in valid:
-                await books.wait_live(VENUE, s)
-            await books.wait_state(VENUE, "NOPE-USDT", BookState.REJECTED)
-        with LiveWatch(books.store, VENUE, valid, served_ok=lambda e: not e.book.is_crossed()) as watch:
-            with trio.fail_after(60):
-                while books.store.entry(VENUE, "NOPE-USDT").resyncs["rejected"] < 3:  # the refusal and two retries
-                    await trio.sleep(0.05)
-            for s in valid:
-                await converge(view_top(books, VENUE, s), fake, s)
-        assert watch.steps > 100 and watch.not_live == [] and watch.bad_served == []
-        stats = books.statistics()[VENUE]
-        assert stats.books == {"BTC-USDT": "live", "NOPE-USDT": "rejected", "ETH-USDT": "live"}
+        stats = await refused_alone(books, fake, VENUE, valid, "NOPE-USDT")  # the refusal and two retries
         assert stats.book_errors == {"NOPE-USDT": "rejected: NOPE-USDT: venue error 80015 for NOPE-USDT@depth20: dataType not support"}
-        assert stats.book_resyncs == {"rejected": 3} and stats.failures == {} and stats.attempts == 1
         times = subscribes_of(fake, "NOPE-USDT@depth20")
         assert [round(b - a, 1) for a, b in zip(times, times[1:])] == [5.0, 10.0] and fake.connections_accepted == 1
 

@@ -13,11 +13,11 @@ import pytest
 import trio
 
 from tests.venues.test_coinbase import ack, feed, rejected, snapshot_frame, update_frame
-from trio_books import BookState, load_config_text, open_books
+from trio_books import load_config_text, open_books
 from trio_books.errors import SequenceGap
 from trio_books.model import Delta, Snapshot
 from trio_books.testing import FakeCoinbase
-from trio_books.testing.harness import LiveWatch, converge, view_top
+from trio_books.testing.harness import LiveWatch, converge, refused_alone, view_top
 from trio_books.venues.coinbase import COINBASE_SPOT
 
 VENUE = "coinbase_spot"
@@ -87,19 +87,7 @@ async def test_an_unknown_product_next_to_two_valid_ones_is_rejected_alone(nurse
     fake = await nursery.start(FakeCoinbase(["BTC-USD", "ETH-USD"], rate=10).serve)
     valid = ["BTC-USD", "ETH-USD"]
     async with open_books(config(fake, ["BTC-USD", "NOPE-USD", "ETH-USD"], rejected_retry=5.0)) as books:
-        with trio.fail_after(30):
-            for s in valid:
-                await books.wait_live(VENUE, s)
-            await books.wait_state(VENUE, "NOPE-USD", BookState.REJECTED)
-        with LiveWatch(books.store, VENUE, valid, served_ok=lambda e: not e.book.is_crossed()) as watch:
-            with trio.fail_after(60):
-                while books.store.entry(VENUE, "NOPE-USD").resyncs["rejected"] < 3:  # the refusal and two retries
-                    await trio.sleep(0.05)
-            for s in valid:
-                await converge(view_top(books, VENUE, s), fake, s)
-        assert watch.steps > 100 and watch.not_live == [] and watch.bad_served == []
-        stats = books.statistics()[VENUE]
-        assert stats.books == {"BTC-USD": "live", "NOPE-USD": "rejected", "ETH-USD": "live"}
+        stats = await refused_alone(books, fake, VENUE, valid, "NOPE-USD")  # the refusal and two retries
         assert stats.book_errors == {"NOPE-USD": "rejected: NOPE-USD: left out of the level2 subscriptions ack "
                                                  "(Coinbase silently drops unknown product ids: check the symbol)"}
         assert stats.book_resyncs == {"rejected": 3} and stats.failures == {} and stats.attempts == 1

@@ -99,6 +99,32 @@ class LiveWatch(trio.abc.Instrument):
         trio.lowlevel.remove_instrument(self)
 
 
+async def refused_alone(books, fake: FakeVenue, venue: str, valid, refused: str, *, refusals: int = 3,
+                        timeout: float = 300.0):
+    """A symbol the venue refuses, configured beside ``valid`` ones: wait until the
+    valid books are live and ``refused`` is ``rejected``; then, watching the valid
+    books at every scheduling step, wait until it was refused ``refusals`` times (the
+    first refusal and its retries) and the valid books equal the fake's truth. Checks
+    what holds on every venue — the valid books never left live, no connection
+    restarted — and returns the venue's statistics for the venue-specific checks."""
+    with trio.fail_after(timeout):
+        for symbol in valid:
+            await books.wait_live(venue, symbol)
+        await books.wait_state(venue, refused, BookState.REJECTED)
+    entry = books.store.entry(venue, refused)
+    with LiveWatch(books.store, venue, valid, served_ok=lambda e: not e.book.is_crossed()) as watch:
+        with trio.fail_after(timeout):
+            while entry.resyncs["rejected"] < refusals:
+                await trio.sleep(0.05)
+        for symbol in valid:
+            await converge(view_top(books, venue, symbol), fake, symbol, timeout=30)
+    assert watch.steps > 100 and watch.not_live == [] and watch.bad_served == [], (watch.not_live[:3], watch.bad_served[:3])
+    stats = books.statistics()[venue]
+    assert stats.books[refused] == "rejected" and all(stats.books[s] == "live" for s in valid), stats.books
+    assert stats.book_resyncs == {"rejected": refusals} and stats.failures == {} and stats.attempts == 1, stats
+    return stats
+
+
 def view_top(books, venue: str, symbol: str, n: int = 20) -> Callable[[], tuple[list[Level], list[Level]] | None]:
     """A ``get_top`` for :func:`converge` over a library ``Books`` handle."""
     from ..errors import NotLive
