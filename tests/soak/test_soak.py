@@ -81,5 +81,5 @@ async def test_soak_all_venues_with_random_faults(nursery):
         for vid, s in stats.items():
             # every attempt but the ones open now ended with a counted reason
             assert s.attempts - s.connections == sum(s.failures.values()), (vid, s)
-            assert s.state == "live"
+            assert s.state == "live", (vid, s.books, s.book_errors, s.last_error)
         assert after - warm < 30e6, "memory grew by more than 30 MB during the soak"
