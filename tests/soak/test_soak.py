@@ -61,7 +61,9 @@ async def test_soak_all_venues_with_random_faults(nursery):
                 fake.duplicate_next()
             else:
                 fake.corrupt_checksum_next(symbol)
-        with trio.fail_after(60):
+        with trio.fail_after(60):  # the last faults take effect (converging pauses a stream, which would hold them back)
+            while any(fake.pending_faults() for fake in fakes.values()):
+                await trio.sleep(0.05)
             for vid in fakes:
                 await books.wait_live(vid)
         for vid, fake in fakes.items():

@@ -287,6 +287,16 @@ class FakeVenue:
         self.truth[symbol].apply([level], [])
         return level
 
+    def pending_faults(self) -> list[str]:
+        """Faults injected but not yet carried out (they wait for the next frame or
+        update, which a paused stream does not send)."""
+        pending = [f"skip {s}" for s in sorted(self._skip)] + [f"corrupt {s}" for s in sorted(self._corrupt)]
+        if self._malformed_pending:
+            pending.append("malformed")
+        if self._duplicate_pending:
+            pending.append("duplicate")
+        return pending
+
     def rest_fail(self, status: int = 429, count: int = 1, retry_after: float | None = None) -> None:
         """The next ``count`` REST requests fail with ``status`` (and ``Retry-After``)."""
         self._rest_failures.extend([(status, retry_after)] * count)
