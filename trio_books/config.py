@@ -63,6 +63,8 @@ class VenueConfig:
     # replace each connection before this long (default: the venue's documented
     # lifetime, e.g. Binance's 24 h), opening the new one first
     lifetime: float | None = None
+    # hot standby: this many independent connections keep the same books (1 or 2)
+    redundancy: int = 1
     options: Mapping[str, bool | int | float | str] = attrs.field(factory=dict)
 
 
@@ -303,6 +305,8 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"{key}.min_complete_depth: must be between 0 and depth, got {vc.min_complete_depth}")
         if not 0 <= vc.audit_interval <= 86_400:
             raise ConfigError(f"{key}.audit_interval: must be 0 (off) or seconds up to 86400, got {vc.audit_interval}")
+        if vc.redundancy not in (1, 2):
+            raise ConfigError(f"{key}.redundancy: must be 1 or 2, got {vc.redundancy}")
         if not 1 <= vc.book_resync_limit <= 1000:
             raise ConfigError(f"{key}.book_resync_limit: must be between 1 and 1000, got {vc.book_resync_limit}")
         if vc.backoff_base > vc.backoff_cap:

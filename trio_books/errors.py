@@ -94,6 +94,12 @@ class DriftDetected(BookFault):
     reason = "drift"
 
 
+class Disagreement(BookFault):
+    """Hot standby: two connections' live books at the same update id differ."""
+
+    reason = "disagree"
+
+
 class ConnectionGap(AttemptFailure):
     """A break in a connection-wide sequence (Coinbase ``sequence_num``): every
     book of the connection may have missed an event."""

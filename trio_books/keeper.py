@@ -28,6 +28,7 @@ or snapshot request going out (:class:`SyncTimeout`: the venue did not answer).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import Counter, deque
@@ -37,7 +38,7 @@ from typing import Any
 import trio
 
 from .audit import Audit
-from .errors import (AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, ShallowBook, SnapshotUnusable,
+from .errors import (AttemptFailure, BookFault, ChannelOverflow, Disagreement, ResyncLimit, SequenceGap, ShallowBook, SnapshotUnusable,
                      SymbolRejected, VenueRejected)
 from .log import RateLimiter
 from .model import BookState, Delta, Snapshot
@@ -48,6 +49,8 @@ from .upkeep import Fetched, LiveUpkeep
 FIRST_SNAPSHOT_DELAY = 1.0
 """REST venues: fetch a book's snapshot at its first event, or this long after its stream was subscribed."""
 MAX_SNAPSHOT_REFETCH = 3
+COMPARED = 10
+"""Hot standby: top levels per side compared between two connections' books."""
 REJECTED_RETRY_CAP = 3600.0
 
 
@@ -61,7 +64,9 @@ class BookKeeper(LiveUpkeep):
     def __init__(self, rt: Any, proto: Any, outbox: trio.MemorySendChannel, updates: trio.MemorySendChannel,
                  spawn: Callable[..., None], log: Any, attempt: Any, rec_id: int = 0) -> None:
         self.rt, self.proto, self.log, self.rec_id = rt, proto, log, rec_id
-        self.attempt = attempt  # .publishing: whether these books are the served ones
+        self.attempt = attempt  # hears when every book is synced (supervise.Attempt)
+        self.group: list = attempt.group  # the keepers of every connection that keeps these books
+        self.shared_ids = rt.venue.shared_ids
         self.venue_id = rt.venue.id
         self.store = rt.store
         self.outbox = outbox  # (frame, symbols) for the subscription sender
@@ -212,11 +217,11 @@ class BookKeeper(LiveUpkeep):
                     self.fault(event)
             now = time.time()
             latency = self.rt.stats.latency
-            if not self.attempt.publishing:  # a replacement syncing privately (see supervise.hand_over)
-                touched.clear()
+            if len(self.group) > 1 and self.shared_ids:
+                self._compare_with_peers(touched)
             for symbol in touched:
                 sync = syncs[symbol]
-                if sync.live:
+                if sync.live and entries[symbol].owner is self:
                     store.touched(entries[symbol], sync.update_id, sync.exchange_ts)
                     if sync.exchange_ts is not None:
                         latency.observe(now - sync.exchange_ts)
@@ -245,16 +250,16 @@ class BookKeeper(LiveUpkeep):
         if symbol in self.pending:
             self.pending.discard(symbol)
             self.requested_at.pop(symbol, None)
-            if self.attempt.publishing:
-                self.store.publish(self.venue_id, symbol, sync.book)
-                self.store.set_state(self.venue_id, [symbol], BookState.LIVE)
+            owner = entry.owner
+            if owner is None or not owner.syncs[symbol].live:  # nobody serves it live: this book does
+                self._claim(symbol)
             level = "DEBUG" if symbol in self.was_live else "INFO"
             self.was_live.add(symbol)
             self.rt.rejected_delay.pop(symbol, None)
             self.log.log(level, "{} live ({} bids, {} asks)", symbol, len(sync.book.bids), len(sync.book.asks))
             self._changed()
             self._check_synced()
-        elif entry.book is not sync.book and self.attempt.publishing:
+        elif entry.book is not sync.book and entry.owner is self:
             self.store.publish(self.venue_id, symbol, sync.book)
 
     # --- serving ---------------------------------------------------------------------------
@@ -265,6 +270,8 @@ class BookKeeper(LiveUpkeep):
     def caught_up_with(self, other: "BookKeeper") -> bool:
         """Every book live here is at least at ``other``'s update id (ids that one
         connection and the next share, as the venues' per-symbol ids are)."""
+        if not self.shared_ids:  # per-connection counters: nothing to compare
+            return True
         for symbol, sync in self.syncs.items():
             theirs = other.syncs.get(symbol)
             if theirs is None or not theirs.live or theirs.update_id is None:
@@ -273,17 +280,58 @@ class BookKeeper(LiveUpkeep):
                 return False
         return True
 
-    def publish_all(self) -> None:
-        """Serve this attempt's books (a hand-over: synchronous, one step)."""
-        store, venue = self.store, self.venue_id
+    def _claim(self, symbol: str) -> None:
+        """Serve this keeper's live book of ``symbol`` from now on (one step)."""
+        entry, sync = self.entries[symbol], self.syncs[symbol]
+        entry.owner = self
+        self.store.publish(self.venue_id, symbol, sync.book)
+        self.store.set_state(self.venue_id, [symbol], BookState.LIVE)
+        self.store.touched(entry, sync.update_id, sync.exchange_ts)
+
+    def _live_peer(self, symbol: str) -> "BookKeeper | None":
+        for peer in self.group:
+            if peer is not self and peer.syncs[symbol].live:
+                return peer
+        return None
+
+    def take_over(self) -> None:
+        """Serve every book live here (a planned hand-over: synchronous, one step)."""
         for symbol, sync in self.syncs.items():
-            entry = self.entries[symbol]
             if sync.live:
-                store.publish(venue, symbol, sync.book)
-                store.set_state(venue, [symbol], BookState.LIVE)
-                store.touched(entry, sync.update_id, sync.exchange_ts)
-            else:
-                store.set_state(venue, [symbol], BookState.SYNCING if symbol in self.pending else BookState.REJECTED)
+                self._claim(symbol)
+
+    def release(self, why: str | None = None) -> None:
+        """This connection ends: each book it serves passes to a connection that
+        has it live, in the same step, or goes stale."""
+        if self in self.group:  # a dying connection is nobody's peer any more
+            self.group.remove(self)
+        stale = []
+        for symbol, entry in self.entries.items():
+            if entry.owner is self:
+                peer = self._live_peer(symbol)
+                if peer is not None:
+                    peer._claim(symbol)
+                else:
+                    entry.owner = None
+                    stale.append(symbol)
+        self.store.set_state(self.venue_id, stale, BookState.STALE, error=why)
+
+    def _compare_with_peers(self, touched: set[str]) -> None:
+        """Hot standby: two live books at the same update id must agree on their
+        top levels; when they do not, both are faults (``disagree``)."""
+        for symbol in touched:
+            mine = self.syncs[symbol]
+            for peer in self.group:
+                theirs = peer.syncs[symbol] if peer is not self else None
+                if theirs is None or not (mine.live and theirs.live) or mine.update_id is None or mine.update_id != theirs.update_id:
+                    continue
+                if mine.book.top_bids(COMPARED) != theirs.book.top_bids(COMPARED) or \
+                        mine.book.top_asks(COMPARED) != theirs.book.top_asks(COMPARED):
+                    fault = Disagreement(symbol, f"two connections disagree at update id {mine.update_id}")
+                    with contextlib.suppress(trio.WouldBlock):  # (a full channel: the peer overflows and restarts anyway)
+                        peer.updates.send_nowait([fault])  # the peer's book task faults its own book, in order
+                    self.fault(fault)
+                    return
 
     # --- faults ------------------------------------------------------------------------
     def fault(self, exc: BookFault) -> None:
@@ -294,10 +342,19 @@ class BookKeeper(LiveUpkeep):
             return
         rejected = isinstance(exc, SymbolRejected)
         state = BookState.REJECTED if rejected else BookState.STALE
-        if self.attempt.publishing:
+        entry = self.entries[symbol]
+        if entry.owner is self:
+            peer = self._live_peer(symbol)
+            if peer is not None:  # another connection has it live: serve that one, in the same step
+                peer._claim(symbol)
+                entry.error = f"{exc.reason}: {exc}"
+            else:
+                entry.owner = None
+                self.store.set_state(self.venue_id, [symbol], state, error=f"{exc.reason}: {exc}")
+        elif entry.owner is None and self.entries[symbol].state is not state and not self._live_peer(symbol):
             self.store.set_state(self.venue_id, [symbol], state, error=f"{exc.reason}: {exc}")
         else:
-            self.entries[symbol].error = f"{exc.reason}: {exc}"
+            entry.error = f"{exc.reason}: {exc}"
         self.entries[symbol].resyncs[exc.reason] += 1
         self.rt.stats.book_resyncs[exc.reason] += 1
         if rejected and symbol in self.was_live:
@@ -361,7 +418,7 @@ class BookKeeper(LiveUpkeep):
         await trio.sleep(delay)
         if self.gen[symbol] != gen:
             return
-        if self.attempt.publishing:
+        if self.entries[symbol].owner is None:
             self.store.set_state(self.venue_id, [symbol], BookState.SYNCING)
         self.pending.add(symbol)
         self._changed()

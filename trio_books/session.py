@@ -26,7 +26,7 @@ from .config import ServiceConfig, VenueConfig
 from .errors import AttemptFailure, BadFrame, BookFault, ChannelOverflow, StaleFeed
 from .heartbeat import Liveness, enforce_heartbeat
 from .keeper import BookKeeper, SyncTimeout
-from .model import Beat, BookState, Delta, Planned, Reply, Snapshot, Unrequested
+from .model import Beat, Delta, Planned, Reply, Snapshot, Unrequested
 from .rest import RestLimiter
 from .store import BookStore, VenueStats
 from .transport import Connection, open_connection
@@ -80,9 +80,10 @@ class VenueRuntime:
 async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log, attempt: Any) -> None:
     """Run one connection for ``symbols`` until it fails. Always ends by raising.
 
-    ``attempt`` (:class:`~trio_books.supervise.Attempt`) says whether its books
-    are the served ones (``publishing``) and hears when they are all synced
-    and when the venue announces the end of the connection."""
+    ``attempt`` (:class:`~trio_books.supervise.Attempt`) hears when its books
+    are all synced and when the venue announces the end of the connection; its
+    ``group`` lists the book tasks of every connection that keeps these books
+    (a replacement, a hot standby): a book is served from one that has it live."""
     venue = rt.venue
     spec = rt.spec(symbols)
     proto = venue.connect(spec)
@@ -106,6 +107,7 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log, attempt: An
             async with trio.open_nursery() as nursery:
                 spawn = guard.spawner(nursery)
                 keeper = attempt.keeper = BookKeeper(rt, proto, out_send, send, spawn, log, attempt, rec_id)
+                attempt.group.append(keeper)
                 # the book task and the reader drain from before the first subscribe frame
                 spawn(keeper.run, recv, name=f"{venue.id}:books")
                 spawn(_read_loop, conn, proto, send, live, rt, rec_id, attempt.plan_end, name=f"{venue.id}:read")
@@ -141,9 +143,9 @@ class FailFast:
         return self
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None and not _only_cancelled(exc) and self.attempt.publishing:
+        if exc is not None and not _only_cancelled(exc) and self.attempt.keeper is not None:
             why = f"{exc.reason}: {exc}" if isinstance(exc, AttemptFailure) else f"error: {type(exc).__name__}: {exc}"
-            self.store.set_state(self.venue, self.symbols, BookState.STALE, error=f"connection ended ({why[:200]})")
+            self.attempt.keeper.release(f"connection ended ({why[:200]})")
         return False
 
     def spawner(self, nursery: trio.Nursery):

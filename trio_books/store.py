@@ -76,6 +76,9 @@ class BookEntry:
     # last fault (or the venue's refusal, while ``REJECTED``)
     resyncs: Counter = attrs.field(factory=Counter)
     error: str | None = None
+    # the book task (keeper.BookKeeper) whose book is served: of the connections
+    # that keep this book (a replacement, a hot standby), the one with it live
+    owner: Any = None
     _changed: trio.Event | None = None
 
     def notify(self) -> None:

@@ -62,7 +62,7 @@ async def supervise_venue(venue: Venue, cfg: VenueConfig, service: ServiceConfig
     """Run every connection of one venue forever. Never raises an ordinary exception."""
     stats = store.venues[venue.id]
     groups = connection_groups(list(cfg.symbols), venue.max_symbols_per_connection)
-    stats.connections = len(groups)
+    stats.connections = len(groups) * cfg.redundancy
     rt = VenueRuntime(venue=venue, cfg=cfg, service=service, store=store, stats=stats, recorder=recorder)
     if venue.rest_budget is not None:
         rt.rest_limiter = RestLimiter(venue.rest_budget.weight_per_minute)
@@ -78,13 +78,13 @@ async def supervise_venue(venue: Venue, cfg: VenueConfig, service: ServiceConfig
 class Attempt:
     """One connection attempt as the supervisor sees it.
 
-    ``publishing``: its books are the ones served (only one attempt of a
-    connection publishes at a time; a replacement opened before a planned
-    disconnect syncs its books privately until :func:`hand_over`).
+    ``group``: the book tasks of every attempt that keeps the same books (the
+    one serving, a replacement syncing before a planned disconnect, a hot
+    standby). Each book is served from one of them that has it live.
     """
 
-    def __init__(self, publishing: bool) -> None:
-        self.publishing = publishing
+    def __init__(self, group: list) -> None:
+        self.group = group
         self.keeper: Any = None  # set by run_attempt
         self.scope = trio.CancelScope()
         self.synced = trio.Event()  # every book live (or refused)
@@ -92,7 +92,6 @@ class Attempt:
         self.planned_why = ""
         self.done = trio.Event()
         self.failure: BaseException | None = None
-        self.handed_over = False
         self.began = 0.0
 
     def plan_end(self, why: str) -> None:
@@ -101,14 +100,10 @@ class Attempt:
             self.planned.set()
 
 
-def hand_over(old: Attempt | None, new: Attempt) -> None:
-    """Serve ``new``'s books instead of ``old``'s, in one step (no checkpoint):
-    a reader sees the old book or the new one, never a non-live one."""
-    if old is not None:
-        old.publishing = False
-        old.handed_over = True
-    new.publishing = True
-    new.keeper.publish_all()
+def hand_over(new: Attempt) -> None:
+    """Serve ``new``'s live books instead of the old attempt's, in one step (no
+    checkpoint): a reader sees the old book or the new one, never a non-live one."""
+    new.keeper.take_over()  # the old attempt, cancelled next, releases only what the new one lacks
 
 
 async def _wait_any(*events: trio.Event, deadline: float = math.inf) -> None:
@@ -133,8 +128,12 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
     the old connection (make-before-break)."""
     venue, store, stats, cfg = rt.venue, rt.store, rt.stats, rt.cfg
     log = logger.bind(venue=venue.id)
+    if cfg.redundancy > 1:
+        await run_hot_standby(rt, symbols, index, log)
+        return
     limiter = RateLimiter(window=60.0)
     failures = 0
+    group: list = []
     current: Attempt | None = None
     first = True
     lifetime = cfg.lifetime if cfg.lifetime is not None else venue.max_lifetime
@@ -146,7 +145,7 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
                     log.warning("connection-attempt budget used up; waiting {:.1f} s", wait)
                     await trio.sleep(wait)
                 rt.connect_budget.record(trio.current_time())
-            attempt = Attempt(publishing=current is None)
+            attempt = Attempt(group)
             attempt.began = trio.current_time()
             if not first:
                 stats.reconnects += 1
@@ -160,7 +159,7 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
                 if current.done.is_set():  # the venue ended the old one first: serve what the new one has
                     _ended(rt, current, index, limiter, log, 1)
                     if not attempt.done.is_set():
-                        hand_over(None, attempt)
+                        hand_over(attempt)  # (its books were already taken as they went live)
                 elif attempt.done.is_set():  # the replacement failed: the old one still serves
                     _ended(rt, attempt, index, limiter, log, 1)
                     await trio.sleep(backoff_delay(1, base=cfg.backoff_base, cap=cfg.backoff_cap))
@@ -170,7 +169,7 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
                         while not attempt.keeper.caught_up_with(current.keeper) and not attempt.done.is_set():
                             await trio.sleep(0.01)
                     log.info("connection {}: replacement synced; {} books handed over", index, len(symbols))
-                    hand_over(current, attempt)
+                    hand_over(attempt)
                     current.scope.cancel()
                     await current.done.wait()
                     stats.failures["planned"] += 1
@@ -197,8 +196,8 @@ async def _run(rt: VenueRuntime, symbols: tuple[str, ...], attempt: Attempt, log
             except Exception as exc:  # noqa: BLE001 - the attempt boundary; Cancelled is BaseException
                 attempt.failure = exc
     finally:
-        if attempt.publishing:
-            rt.store.set_state(rt.venue.id, symbols, BookState.STALE)
+        if attempt.keeper is not None:
+            attempt.keeper.release()  # what it still serves passes to a live peer, or goes stale
         attempt.done.set()
 
 
@@ -222,8 +221,50 @@ def _ended(rt: VenueRuntime, attempt: Attempt, index: int, limiter: RateLimiter,
         level = "WARNING" if reason in ("close", "heartbeat", "sync_timeout", "snapshot") else "ERROR"
         if stats.consecutive_failures >= DEGRADED_AFTER:
             more += f"; degraded after {stats.consecutive_failures} failures in a row"
-        stale = "; its books stale" if attempt.publishing else ""
-        log.log(level, "connection {} ended ({}): {}{}{}; retry in {:.1f} s", index, reason, message, more, stale, delay)
+        log.log(level, "connection {} ended ({}): {}{}; retry in {:.1f} s", index, reason, message, more, delay)
         if reason == "error" and attempt.failure is not None:
             log.opt(exception=attempt.failure).debug("unexpected failure")
     return delay
+
+
+async def run_hot_standby(rt: VenueRuntime, symbols: tuple[str, ...], index: int, log) -> None:
+    """``redundancy = 2``: two independent connections keep the same books, each
+    restarted on its own. Each book is served from a connection that has it live
+    (a fault on one passes the book to the other in the same step, see
+    :meth:`~trio_books.keeper.BookKeeper.release`), and two live books at the same
+    update id must agree on their top levels (``disagree`` otherwise)."""
+    group: list = []
+    async with trio.open_nursery() as nursery:
+        for lane in range(rt.cfg.redundancy):
+            nursery.start_soon(_lane, rt, symbols, index, lane, group, log, name=f"{rt.venue.id}:conn{index}:lane{lane}")
+
+
+async def _lane(rt: VenueRuntime, symbols: tuple[str, ...], index: int, lane: int, group: list, log) -> None:
+    stats, cfg = rt.stats, rt.cfg
+    limiter = RateLimiter(window=60.0)
+    failures = 0
+    first = True
+    async with trio.open_nursery() as nursery:
+        while True:
+            if rt.connect_budget is not None:
+                wait = rt.connect_budget.delay(trio.current_time())
+                if wait > 0:
+                    await trio.sleep(wait)
+                rt.connect_budget.record(trio.current_time())
+            attempt = Attempt(group)
+            attempt.began = trio.current_time()
+            if not first:
+                stats.reconnects += 1
+            first = False
+            stats.attempts += 1
+            nursery.start_soon(_run, rt, symbols, attempt, log)
+            await _wait_any(attempt.planned, attempt.done)
+            if not attempt.done.is_set():  # planned: the other connection serves while this one is replaced
+                attempt.scope.cancel()
+                await attempt.done.wait()
+                stats.failures["planned"] += 1
+                continue
+            healthy = trio.current_time() - attempt.began >= cfg.healthy_after
+            failures = 1 if healthy else failures + 1
+            delay = _ended(rt, attempt, f"{index}/{lane}", limiter, log, failures)
+            await trio.sleep(delay if math.isfinite(delay) else cfg.backoff_cap)

@@ -65,7 +65,7 @@ class LiveUpkeep:
             return
         del self.shadows[symbol]
         self.syncs[symbol] = shadow  # one step: the store serves the fresh book from now on
-        if self.attempt.publishing:
+        if self.entries[symbol].owner is self:
             self.store.publish(self.venue_id, symbol, shadow.book)
         self.entries[symbol].resyncs["shallow"] += 1
         self.rt.stats.book_resyncs["shallow"] += 1

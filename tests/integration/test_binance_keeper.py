@@ -50,7 +50,7 @@ class Harness:
         self.fetches: list[tuple[str, int]] = []  # (symbol, generation) of each snapshot fetch asked for
         self.send, recv = trio.open_memory_channel[list](100)
         outbox, _ = trio.open_memory_channel[object](100)
-        self.keeper = BookKeeper(rt, self.proto, outbox, self.send, self.spawn, logger.bind(venue=venue_id), Attempt(publishing=True))
+        self.keeper = BookKeeper(rt, self.proto, outbox, self.send, self.spawn, logger.bind(venue=venue_id), Attempt([]))
         self.recv = recv
 
     def spawn(self, fn, symbol: str, gen: int, purpose: str, *, name: str) -> None:

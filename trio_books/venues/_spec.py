@@ -151,6 +151,10 @@ class Venue:
             incoming messages per second).
         max_lifetime: the venue ends every connection after this long (Binance:
             24 h): the supervisor replaces it before then, make-before-break.
+        shared_ids: a book's update ids are the venue's, the same on every
+            connection (not Coinbase's per-connection ``sequence_num``): two
+            connections' books at one id must agree (hot standby), and a
+            replacement catches up with the old one's id before taking over.
         maintains_window: the venue pushes every level that enters its window
             (Bybit, OKX, Kraken, BingX); otherwise (Binance diff streams,
             Coinbase ``level2``) a depth-limited book tracks the price range it
@@ -174,6 +178,7 @@ class Venue:
     subscribe_spacing: float = 0.0
     maintains_window: bool = False
     max_lifetime: float | None = None
+    shared_ids: bool = True
 
     def depth_problem(self, depth: int) -> str | None:
         """Why ``depth`` is not allowed here, or ``None`` when it is."""

@@ -319,6 +319,7 @@ COINBASE_SPOT: Final = Venue(
     # and one message per 1/8 s within a connection keep both limits.
     connect_budget=(4, 1.0),
     subscribe_spacing=0.125,
+    shared_ids=False,  # sequence_num counts per connection
 )
 
 __all__ = ["COINBASE_SPOT", "CoinbaseFeed", "FULL_DEPTH", "MAX_MESSAGE_SIZE", "ProductChain", "iso_seconds", "subscribe_frame"]
