@@ -28,7 +28,6 @@ or snapshot request going out (:class:`SyncTimeout`: the venue did not answer).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections import Counter, deque
@@ -38,19 +37,18 @@ from typing import Any
 import trio
 
 from .audit import Audit
-from .errors import (AttemptFailure, BookFault, ChannelOverflow, Disagreement, ResyncLimit, SequenceGap, ShallowBook, SnapshotUnusable,
+from .errors import (AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, ShallowBook, SnapshotUnusable,
                      SymbolRejected, VenueRejected)
 from .log import RateLimiter
 from .model import BookState, Delta, Snapshot
 from .rest import fetch_snapshot
 from .sync import SnapshotTooOld, SymbolSync
+from .serving import Serving
 from .upkeep import Fetched, LiveUpkeep
 
 FIRST_SNAPSHOT_DELAY = 1.0
 """REST venues: fetch a book's snapshot at its first event, or this long after its stream was subscribed."""
 MAX_SNAPSHOT_REFETCH = 3
-COMPARED = 10
-"""Hot standby: top levels per side compared between two connections' books."""
 REJECTED_RETRY_CAP = 3600.0
 
 
@@ -58,7 +56,7 @@ class SyncTimeout(AttemptFailure):
     reason = "sync_timeout"
 
 
-class BookKeeper(LiveUpkeep):
+class BookKeeper(LiveUpkeep, Serving):
     """Sequences and applies every event of one attempt; owns the books' states."""
 
     def __init__(self, rt: Any, proto: Any, outbox: trio.MemorySendChannel, updates: trio.MemorySendChannel,
@@ -266,72 +264,6 @@ class BookKeeper(LiveUpkeep):
     def _check_synced(self) -> None:
         if not self.pending:
             self.attempt.synced.set()
-
-    def caught_up_with(self, other: "BookKeeper") -> bool:
-        """Every book live here is at least at ``other``'s update id (ids that one
-        connection and the next share, as the venues' per-symbol ids are)."""
-        if not self.shared_ids:  # per-connection counters: nothing to compare
-            return True
-        for symbol, sync in self.syncs.items():
-            theirs = other.syncs.get(symbol)
-            if theirs is None or not theirs.live or theirs.update_id is None:
-                continue
-            if not sync.live or sync.update_id is None or sync.update_id < theirs.update_id:
-                return False
-        return True
-
-    def _claim(self, symbol: str) -> None:
-        """Serve this keeper's live book of ``symbol`` from now on (one step)."""
-        entry, sync = self.entries[symbol], self.syncs[symbol]
-        entry.owner = self
-        self.store.publish(self.venue_id, symbol, sync.book)
-        self.store.set_state(self.venue_id, [symbol], BookState.LIVE)
-        self.store.touched(entry, sync.update_id, sync.exchange_ts)
-
-    def _live_peer(self, symbol: str) -> "BookKeeper | None":
-        for peer in self.group:
-            if peer is not self and peer.syncs[symbol].live:
-                return peer
-        return None
-
-    def take_over(self) -> None:
-        """Serve every book live here (a planned hand-over: synchronous, one step)."""
-        for symbol, sync in self.syncs.items():
-            if sync.live:
-                self._claim(symbol)
-
-    def release(self, why: str | None = None) -> None:
-        """This connection ends: each book it serves passes to a connection that
-        has it live, in the same step, or goes stale."""
-        if self in self.group:  # a dying connection is nobody's peer any more
-            self.group.remove(self)
-        stale = []
-        for symbol, entry in self.entries.items():
-            if entry.owner is self:
-                peer = self._live_peer(symbol)
-                if peer is not None:
-                    peer._claim(symbol)
-                else:
-                    entry.owner = None
-                    stale.append(symbol)
-        self.store.set_state(self.venue_id, stale, BookState.STALE, error=why)
-
-    def _compare_with_peers(self, touched: set[str]) -> None:
-        """Hot standby: two live books at the same update id must agree on their
-        top levels; when they do not, both are faults (``disagree``)."""
-        for symbol in touched:
-            mine = self.syncs[symbol]
-            for peer in self.group:
-                theirs = peer.syncs[symbol] if peer is not self else None
-                if theirs is None or not (mine.live and theirs.live) or mine.update_id is None or mine.update_id != theirs.update_id:
-                    continue
-                if mine.book.top_bids(COMPARED) != theirs.book.top_bids(COMPARED) or \
-                        mine.book.top_asks(COMPARED) != theirs.book.top_asks(COMPARED):
-                    fault = Disagreement(symbol, f"two connections disagree at update id {mine.update_id}")
-                    with contextlib.suppress(trio.WouldBlock):  # (a full channel: the peer overflows and restarts anyway)
-                        peer.updates.send_nowait([fault])  # the peer's book task faults its own book, in order
-                    self.fault(fault)
-                    return
 
     # --- faults ------------------------------------------------------------------------
     def fault(self, exc: BookFault) -> None:
