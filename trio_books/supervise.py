@@ -139,21 +139,10 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
     lifetime = cfg.lifetime if cfg.lifetime is not None else venue.max_lifetime
     async with trio.open_nursery() as nursery:
         while True:
-            if rt.connect_budget is not None:
-                wait = rt.connect_budget.delay(trio.current_time())
-                if wait > 0:
-                    log.warning("connection-attempt budget used up; waiting {:.1f} s", wait)
-                    await trio.sleep(wait)
-                rt.connect_budget.record(trio.current_time())
-            attempt = Attempt(group)
-            attempt.began = trio.current_time()
-            if not first:
-                stats.reconnects += 1
-            first = False
-            stats.attempts += 1
             if current is None:
                 store.set_state(venue.id, symbols, BookState.SYNCING)
-            nursery.start_soon(_run, rt, symbols, attempt, log, name=f"{venue.id}:conn{index}:attempt")
+            attempt = await _start_attempt(rt, symbols, group, not first, nursery, log, f"{venue.id}:conn{index}:attempt")
+            first = False
             if current is not None:  # make-before-break: the old connection serves meanwhile
                 await _wait_any(attempt.synced, attempt.done, current.done)
                 if current.done.is_set():  # the venue ended the old one first: serve what the new one has
@@ -186,6 +175,24 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
             delay = _ended(rt, attempt, index, limiter, log, failures)
             current = None
             await trio.sleep(delay if math.isfinite(delay) else cfg.backoff_cap)
+
+
+async def _start_attempt(rt: VenueRuntime, symbols: tuple[str, ...], group: list, again: bool, nursery: trio.Nursery,
+                         log, name: str) -> Attempt:
+    """Start one attempt in ``nursery`` once the venue's connection budget allows."""
+    if rt.connect_budget is not None:
+        wait = rt.connect_budget.delay(trio.current_time())
+        if wait > 0:
+            log.warning("connection-attempt budget used up; waiting {:.1f} s", wait)
+            await trio.sleep(wait)
+        rt.connect_budget.record(trio.current_time())
+    attempt = Attempt(group)
+    attempt.began = trio.current_time()
+    if again:
+        rt.stats.reconnects += 1
+    rt.stats.attempts += 1
+    nursery.start_soon(_run, rt, symbols, attempt, log, name=name)
+    return attempt
 
 
 async def _run(rt: VenueRuntime, symbols: tuple[str, ...], attempt: Attempt, log) -> None:
@@ -246,18 +253,8 @@ async def _lane(rt: VenueRuntime, symbols: tuple[str, ...], index: int, lane: in
     first = True
     async with trio.open_nursery() as nursery:
         while True:
-            if rt.connect_budget is not None:
-                wait = rt.connect_budget.delay(trio.current_time())
-                if wait > 0:
-                    await trio.sleep(wait)
-                rt.connect_budget.record(trio.current_time())
-            attempt = Attempt(group)
-            attempt.began = trio.current_time()
-            if not first:
-                stats.reconnects += 1
+            attempt = await _start_attempt(rt, symbols, group, not first, nursery, log, f"{rt.venue.id}:conn{index}:lane{lane}")
             first = False
-            stats.attempts += 1
-            nursery.start_soon(_run, rt, symbols, attempt, log)
             await _wait_any(attempt.planned, attempt.done)
             if not attempt.done.is_set():  # planned: the other connection serves while this one is replaced
                 attempt.scope.cancel()
