@@ -196,6 +196,8 @@ async def test_stream_rejects_bad_requests_clearly(nursery):
             ('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","depth":0}', "depth must be"),
             ('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","kind":"all"}', "kind must be"),
             ("x" * 5000, "message too large"),
+            (b"\x00binary", "expected text frames"),  # answered, and the connection stays open
+            ('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","depth":5001}', "depth must be an integer from 1 to 5000"),
         ]:
             await ws.send_message(bad)
             msg = orjson.loads(await ws.get_message())

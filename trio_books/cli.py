@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import ipaddress
 import os
 import signal
 import sys
@@ -41,8 +43,26 @@ def apply_overrides(config: Config, args: argparse.Namespace, environ: dict[str,
     return validate(attrs.evolve(config, service=attrs.evolve(config.service, **changes)))
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trio-books")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` and every loopback address (all of 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trio-books", description="Live, exact L2 order books from crypto exchanges.")
+    p.add_argument("--version", action="version", version=f"trio-books {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the service")
     run.add_argument("--config", default=os.environ.get(ENV_PREFIX + "CONFIG", "config.toml"), help="config file (default: config.toml, or $TRIO_BOOKS_CONFIG)")
@@ -172,7 +192,7 @@ async def _run_service(config: Config, recorder=None, *, task_status: trio.TaskS
                 log.error("cannot listen on {}: {}", config.service.http, exc.strerror or exc)
                 nursery.cancel_scope.cancel()
                 raise SystemExit(1) from None
-            if host not in ("127.0.0.1", "localhost", "::1"):
+            if not is_loopback(host):
                 log.warning("HTTP API bound to {} (not loopback): reachable from other hosts", host)
             nursery.start_soon(run_venues, config, store, recorder)
             venues = ", ".join(f"{v} ({len(c.symbols)})" for v, c in config.enabled_venues()) or "none"

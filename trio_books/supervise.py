@@ -228,9 +228,9 @@ def _ended(rt: VenueRuntime, attempt: Attempt, index: int, limiter: RateLimiter,
         level = "WARNING" if reason in ("close", "heartbeat", "sync_timeout", "snapshot") else "ERROR"
         if stats.consecutive_failures >= DEGRADED_AFTER:
             more += f"; degraded after {stats.consecutive_failures} failures in a row"
-        log.log(level, "connection {} ended ({}): {}{}; retry in {:.1f} s", index, reason, message, more, delay)
-        if reason == "error" and attempt.failure is not None:
-            log.opt(exception=attempt.failure).debug("unexpected failure")
+        # a bug (reason "error") comes with its traceback, once per distinct failure
+        bug = attempt.failure if reason == "error" else None
+        log.opt(exception=bug).log(level, "connection {} ended ({}): {}{}; retry in {:.1f} s", index, reason, message, more, delay)
     return delay
 
 

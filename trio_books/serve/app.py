@@ -19,9 +19,14 @@ from ..model import BookState
 from ..runner import venue_statistics
 from ..store import BookStore
 from .metrics import ClientCounts, build_registry
-from .stream import StreamHub
+from .stream import MAX_DEPTH_PARAM, StreamHub
 
-MAX_DEPTH_PARAM = 5000
+def depth_param(raw: str) -> int | None:
+    """A ``depth`` query value: ASCII digits only (``str.isdigit`` also takes
+    ``"²"``, which ``int`` refuses), 1 to :data:`MAX_DEPTH_PARAM`; None otherwise."""
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_DEPTH_PARAM:
+        return None
+    return int(raw)
 
 
 class JSON(Response):
@@ -100,9 +105,9 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
         raw_depth = request.query_params.get("depth")
         depth: int | None = None
         if raw_depth is not None:
-            if not raw_depth.isdigit() or not 1 <= int(raw_depth) <= MAX_DEPTH_PARAM:
+            depth = depth_param(raw_depth)
+            if depth is None:
                 return _error(400, f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}")
-            depth = int(raw_depth)
         try:
             entry = store.entry(venue, symbol)
         except UnknownBook as exc:
@@ -117,18 +122,21 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
         instrument = request.path_params["instrument"]
         if split_symbol(instrument) is None:
             return _error(400, "instrument must look like BASE-QUOTE, e.g. BTC-USD")
-        raw_depth = request.query_params.get("depth", "20")
-        if not raw_depth.isdigit() or not 1 <= int(raw_depth) <= MAX_DEPTH_PARAM:
+        depth = depth_param(request.query_params.get("depth", "20"))
+        if depth is None:
             return _error(400, f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}")
         only = request.query_params.get("venues")
         venues_filter = set(only.split(",")) if only else None
-        body = consolidated(store, instrument, int(raw_depth), venues_filter)
+        body = consolidated(store, instrument, depth, venues_filter)
         if not body["venues"]:
             return JSON({**body, "error": "no live book for this instrument"}, status_code=503 if body["left_out"] else 404)
         return JSON(body)
 
     async def not_found(request: Request, exc: Exception) -> JSON:
         return _error(404, "not found")
+
+    async def not_allowed(request: Request, exc: Exception) -> JSON:
+        return _error(405, f"method {request.method} not allowed here")
 
     app = Starlette(
         routes=[
@@ -140,7 +148,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             WebSocketRoute("/ws", hub.handle),
         ],
         middleware=[],
-        exception_handlers={404: not_found},
+        exception_handlers={404: not_found, 405: not_allowed},
     )
 
     async def counted(scope, receive, send):

@@ -39,7 +39,8 @@ from .metrics import ClientCounts
 MAX_CLIENTS: Final = 256
 MAX_SUBSCRIPTIONS: Final = 64
 MAX_INBOUND: Final = 4096
-MAX_STREAM_DEPTH: Final = 1000
+MAX_DEPTH_PARAM: Final = 5000
+"""The most levels per side a reader may ask for, over HTTP and ``/ws`` alike."""
 SEND_TIMEOUT: Final = 10.0
 
 
@@ -93,6 +94,8 @@ class StreamHub:
                     except WebSocketDisconnect:
                         break
                     except (KeyError, RuntimeError):
+                        text = None
+                    if type(text) is not str:  # a binary frame (the ASGI message then has text None)
                         await send({"type": "error", "error": "expected text frames"})
                         continue
                     if len(text) > MAX_INBOUND:
@@ -131,8 +134,8 @@ class StreamHub:
             return None
         depth = msg.get("depth", 20)
         kind = msg.get("kind", "book")
-        if type(depth) is not int or not 1 <= depth <= MAX_STREAM_DEPTH:
-            return f"depth must be an integer from 1 to {MAX_STREAM_DEPTH}"
+        if type(depth) is not int or not 1 <= depth <= MAX_DEPTH_PARAM:
+            return f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}"
         if kind not in ("book", "top"):
             return 'kind must be "book" or "top"'
         try:

@@ -1,0 +1,69 @@
+"""Edges found by probing the service (issue "Hardening"), each with a test that
+failed before: Unicode digits in ``depth``, JSON for a wrong method, every
+loopback address counted as loopback, ``--version``, and a bug inside a
+connection attempt logged at ERROR with its traceback."""
+
+from __future__ import annotations
+
+import attrs
+import httpx
+import pytest
+import trio
+from loguru import logger
+
+from trio_books import load_config_text
+from trio_books.cli import is_loopback, main
+from trio_books.runner import build_store
+from trio_books.serve.app import build_app, depth_param
+from trio_books.supervise import supervise_venue
+from trio_books.venues import get_venue
+
+
+@pytest.mark.parametrize(("raw", "want"), [("5", 5), ("5000", 5000), ("²", None), ("٣", None), ("0", None), ("5001", None), ("-1", None), ("", None)])
+def test_depth_accepts_ascii_digits_only(raw, want):
+    assert depth_param(raw) == want
+
+
+async def test_unicode_digits_and_wrong_methods_get_json_errors():
+    store = build_store(load_config_text('[venues.binance_spot]\nsymbols = ["BTCUSDT"]\n'))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(build_app(store)), base_url="http://t") as http:
+        resp = await http.get("/books/binance_spot/BTCUSDT?depth=²")
+        assert resp.status_code == 400 and resp.json()["error"].startswith("depth must be")
+        resp = await http.get("/consolidated/BTC-USD?depth=²")
+        assert resp.status_code == 400
+        resp = await http.post("/health")
+        assert resp.status_code == 405 and resp.json() == {"error": "method POST not allowed here"}
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("127.255.0.9", True), ("::1", True),
+                                                ("localhost", True), ("0.0.0.0", False), ("10.1.2.3", False), ("example.org", False)])
+def test_every_loopback_address_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("trio-books ")
+
+
+async def test_a_bug_inside_an_attempt_is_logged_at_error_with_its_traceback(autojump_clock):
+    base = get_venue("binance_spot")
+
+    def broken(spec):
+        raise ZeroDivisionError("a bug in the venue module")
+
+    cfg = load_config_text('[venues.binance_spot]\nsymbols = ["BTCUSDT"]\nws_url = "ws://127.0.0.1:9"\n')
+    store = build_store(cfg)
+    lines: list = []
+    sink = logger.add(lines.append, level="DEBUG", format="{level} {message}{exception}")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(supervise_venue, attrs.evolve(base, connect=broken), cfg.venues["binance_spot"], cfg.service, store)
+            await trio.sleep(10)
+            nursery.cancel_scope.cancel()
+    finally:
+        logger.remove(sink)
+    errors = [str(line) for line in lines if str(line).startswith("ERROR")]
+    assert errors and "ZeroDivisionError: a bug in the venue module" in errors[0] and "Traceback" in errors[0]
+    assert len(errors) == 1  # once per distinct failure (repeats are summarised later)
