@@ -47,10 +47,19 @@ def test_bad_levels_are_bad_frames(level):
         OrderBook().apply([level], [])
 
 
-def test_huge_and_exponent_numbers_are_exact():
+def test_huge_numbers_are_exact():
     b = OrderBook()
-    b.apply([("123456789012345678901234567890.123456789", "1E-8")], [])
-    assert b.top_bids() == [("123456789012345678901234567890.123456789", "1E-8")]
+    b.apply([("123456789012345678901234567890.123456789", "0.00000001")], [])
+    assert b.top_bids() == [("123456789012345678901234567890.123456789", "0.00000001")]
+
+
+@pytest.mark.parametrize("bad", [" 1.0", "1.0 ", "1_000", "+5", "-5", "1E-8", "1e3", "١٢", "²", "1.2.3", ".", "", "NaN", "Infinity"])
+def test_only_the_venues_number_grammar_is_a_number(bad):
+    """ASCII digits and at most one dot; ``Decimal()`` alone takes all of these
+    (Kraken's exponent forms are made plain by its parser before the book)."""
+    for level in ((bad, "1"), ("100.5", bad)):
+        with pytest.raises(BadFrame):
+            OrderBook().apply([level], [])
 
 
 prices = st.integers(min_value=1, max_value=10_000).map(lambda t: f"{t // 100}.{t % 100:02d}")

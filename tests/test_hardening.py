@@ -67,3 +67,43 @@ async def test_a_bug_inside_an_attempt_is_logged_at_error_with_its_traceback(aut
     errors = [str(line) for line in lines if str(line).startswith("ERROR")]
     assert errors and "ZeroDivisionError: a bug in the venue module" in errors[0] and "Traceback" in errors[0]
     assert len(errors) == 1  # once per distinct failure (repeats are summarised later)
+
+
+def test_ws_diffs_key_levels_by_exact_value():
+    """``Decimal.normalize()`` rounds to 28 digits: two long prices were one key,
+    and the removal of one of them was lost."""
+    from trio_books.serve.stream import _norm, diff_levels
+
+    a, b = "1.00000000000000000000000000001", "1.00000000000000000000000000002"
+    old = {_norm(a): (a, "1"), _norm(b): (b, "2")}
+    assert diff_levels(old, [(b, "2")]) == [[a, "0"]]
+    assert _norm("0.10") == _norm("0.1")  # two spellings of one price are still one level
+
+
+def test_the_log_rate_limiter_forgets_quiet_keys():
+    from trio_books.log import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(window=60.0, clock=lambda: now[0])
+    for i in range(1000):
+        assert limiter.check(("gap", f"message {i}")) == 0
+    now[0] = 61.0
+    assert limiter.check("one more") == 0
+    assert len(limiter._last) == 1  # the thousand quiet keys are gone
+
+
+def test_a_venue_module_that_cannot_import_is_an_error_not_a_missing_venue(monkeypatch):
+    import importlib
+
+    from trio_books import venues
+
+    real = importlib.import_module
+
+    def broken(name, *args):
+        if name == "trio_books.venues.okx":
+            raise ModuleNotFoundError("No module named 'a_dependency'", name="a_dependency")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError, match="a_dependency"):
+        venues.available()

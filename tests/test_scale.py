@@ -39,7 +39,9 @@ def test_shards_cover_every_pair_exactly_once():
     assert sum(len(s) for s in shards) == len(everything)
     assert all(len(s) > 10 for s in shards)  # spread, not all in one
     assert shards[0] == pairs(load_config_text(config("1/3")))  # deterministic
-    assert shard_of("binance_spot", "BTCUSDT", 4) == shard_of("binance_spot", "BTCUSDT", 4)
+    # pinned: a pair's shard never changes between releases, processes or hosts (crc32 of "venue:symbol")
+    assert [shard_of("binance_spot", "BTCUSDT", n) for n in (2, 3, 4, 7)] == [1, 2, 1, 5]
+    assert [shard_of("okx_spot", "BTC-USDT", n) for n in (2, 3, 4, 7)] == [1, 2, 1, 3]
 
 
 @pytest.mark.parametrize("bad", ["0/2", "3/2", "x", "1/", "1/0"])

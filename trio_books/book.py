@@ -30,8 +30,16 @@ _Key = float | Decimal
 _FLOAT_DIGITS = 15  # DBL_DIG: decimals of up to 15 significant digits survive a round trip through a double
 
 
+def _plain(text: object) -> bool:
+    """The venues' number grammar: ASCII digits with at most one dot (``Decimal()``
+    alone also takes ``" 1.0"``, ``"1_000"``, ``"+5"``, ``"1e3"`` and non-ASCII digits)."""
+    return type(text) is str and text.isascii() and text.replace(".", "", 1).isdigit()
+
+
 def _decimal(price: str) -> Decimal:
-    """The price's value; raises BadFrame unless it is a finite positive number."""
+    """The price's value; raises BadFrame unless it is a plain positive number."""
+    if not _plain(price):
+        raise BadFrame(f"bad price {price!r}")
     try:
         k = Decimal(price)
     except (InvalidOperation, TypeError, ValueError):
@@ -61,8 +69,8 @@ def _key(price: str) -> _Key:
 
 
 def _is_zero(qty: str) -> bool:
-    """True for ``"0"``/``"0.000"``; raises BadFrame for non-numbers and negatives."""
-    if type(qty) is not str:
+    """True for ``"0"``/``"0.000"``; raises BadFrame for anything but a plain number."""
+    if not _plain(qty):
         raise BadFrame(f"bad quantity {qty!r}")
     try:
         q = Decimal(qty)

@@ -36,7 +36,9 @@ class RateLimiter:
     """Say whether a message with a given key may be logged now.
 
     The first occurrence always passes; repeats within ``window`` seconds are
-    counted and reported with the next one that passes.
+    counted and reported with the next one that passes. Keys quiet for a whole
+    window are forgotten (at most once a window), so distinct messages cannot
+    grow it without bound.
     """
 
     def __init__(self, window: float = 60.0, clock=time.monotonic) -> None:
@@ -44,10 +46,15 @@ class RateLimiter:
         self._clock = clock
         self._last: dict[object, float] = {}
         self._suppressed: dict[object, int] = {}
+        self._swept = clock()
 
     def check(self, key: object) -> int | None:
         """``None``: stay quiet. Otherwise the number of repeats suppressed since the last line."""
         now = self._clock()
+        if now - self._swept >= self.window:
+            self._swept = now
+            for old in [k for k, t in self._last.items() if now - t >= self.window and k not in self._suppressed]:
+                del self._last[old]
         last = self._last.get(key)
         if last is not None and now - last < self.window:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1

@@ -25,6 +25,7 @@ only detail, never correctness. A client whose socket stays blocked for
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Final
 
 import orjson
@@ -44,8 +45,8 @@ MAX_DEPTH_PARAM: Final = 5000
 SEND_TIMEOUT: Final = 10.0
 
 
-def diff_levels(old: dict[str, tuple[str, str]], new: list[Level]) -> list[list[str]]:
-    """Levels to send so ``old`` (keyed by normalized price) becomes ``new``."""
+def diff_levels(old: dict[Decimal, tuple[str, str]], new: list[Level]) -> list[list[str]]:
+    """Levels to send so ``old`` (keyed by the price's exact value) becomes ``new``."""
     out: list[list[str]] = []
     seen = set()
     for price, qty in new:
@@ -60,10 +61,10 @@ def diff_levels(old: dict[str, tuple[str, str]], new: list[Level]) -> list[list[
     return out
 
 
-def _norm(price: str) -> str:
-    from decimal import Decimal
-
-    return str(Decimal(price).normalize())
+def _norm(price: str) -> Decimal:
+    """The exact value (``"0.10"`` and ``"0.1"`` are one key). Not ``normalize()``:
+    it rounds to 28 digits, and two long prices would become one level."""
+    return Decimal(price)
 
 
 class StreamHub:
@@ -156,8 +157,8 @@ class StreamHub:
             entry = self.store.entry(venue, symbol)
             seq = 0
             sent_state: BookState | None = None
-            bids: dict[str, tuple[str, str]] = {}
-            asks: dict[str, tuple[str, str]] = {}
+            bids: dict[Decimal, tuple[str, str]] = {}
+            asks: dict[Decimal, tuple[str, str]] = {}
             need_snapshot = True
             last_top: tuple[Any, Any] | None = None
             version = -1

@@ -25,12 +25,16 @@ _REGISTRY: Final[dict[str, tuple[str, str]]] = {
 
 
 def available() -> list[str]:
-    """Venue ids whose module is present in this installation."""
+    """Venue ids whose module is present in this installation. A venue module
+    that is there but cannot import (a missing dependency) is an error, not a
+    venue quietly gone from every run."""
     out = []
     for vid in _REGISTRY:
         try:
             get_venue(vid)
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{_REGISTRY[vid][0]}":
+                raise
             continue
         out.append(vid)
     return out

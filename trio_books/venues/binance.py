@@ -352,8 +352,8 @@ BINANCE_SPOT: Final = Venue(
 FUTURES_DEPTHS: Final = (5, 10, 20, 50, 100, 500, 1000)
 """The only ``limit`` values ``GET /fapi/v1/depth`` accepts (Aster's ``/fapi/v3/depth`` too)."""
 FUTURES_PING_INTERVAL: Final = 180.0
-FUTURES_PONG_DEADLINE: Final = 600.0
-"""USD-M: the server pings every 3 minutes and disconnects after 10 minutes without a pong."""
+"""USD-M: the server pings every 3 minutes (and disconnects after 10 minutes without a pong,
+which our transport sends at once)."""
 
 
 def futures_heartbeat(server_ping_interval: float) -> Heartbeat:
