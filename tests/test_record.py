@@ -13,6 +13,7 @@ from trio_books.record import Recorder, read_records, replay
 from trio_books.runner import build_store, run_venues
 from trio_books.testing import FakeBinanceSpot
 from trio_books.testing.harness import converge
+from trio_books.venues import ConnectionSpec
 
 
 async def test_record_then_replay_reproduces_books_and_failures(nursery, tmp_path):
@@ -84,3 +85,45 @@ async def test_fake_serves_a_real_capture_and_the_service_matches_the_offline_re
             want = offline[("binance_spot", s)]
             assert want.live and (view.bids[0], view.asks[0]) == (want.best_bid, want.best_ask)
         assert books.statistics()["binance_spot"].failures == {}
+
+
+def _write_small_recording(rec: Recorder) -> None:
+    spec = ConnectionSpec("ws://127.0.0.1:1", "http://127.0.0.1:1", ("BTCUSDT",), 100)
+    conn = rec.new_connection("binance_spot", "ws://127.0.0.1:1/stream", spec)
+    rec.frame("binance_spot", conn, "rest", b'{"lastUpdateId":10,"bids":[["100.0","1"]],"asks":[["101.0","1"]]}',
+              url="http://127.0.0.1:1/api/v3/depth", symbol="BTCUSDT")
+    for u in range(11, 41):
+        rec.frame("binance_spot", conn, "rx", '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+                  f'"U":{u},"u":{u},"b":[["100.0","{u}"]],"a":[]}}}}')
+
+
+def test_a_recording_cut_by_a_kill_replays_every_complete_line_and_says_where_it_ended(tmp_path, monkeypatch):
+    import trio_books.record as record_mod
+
+    monkeypatch.setattr(record_mod, "FLUSH_EVERY", 0.0)  # every write is flushed (the bound is 1 s by default)
+    rec = Recorder(str(tmp_path / "rec"))
+    _write_small_recording(rec)
+    (path,) = rec.files
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(open(path, "rb").read())  # what a SIGKILL leaves: flushed data, no gzip trailer
+    rec.close()
+    res = subprocess.run([sys.executable, "-m", "trio_books", "replay", str(cut)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "binance_spot BTCUSDT: live" in res.stdout and "applied 30" in res.stdout
+    assert f"damaged: {cut}: ends early after line 32" in res.stdout
+
+
+def test_damaged_lines_and_empty_recordings_are_said_and_exit_1(tmp_path):
+    rec = Recorder(str(tmp_path / "rec"), compress=False)
+    _write_small_recording(rec)
+    rec.close()
+    (path,) = rec.files
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("[1, 2]\nnot json\n")
+    res = subprocess.run([sys.executable, "-m", "trio_books", "replay", path], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "binance_spot BTCUSDT: live" in res.stdout
+    assert f"damaged: {path}:33: not a JSON object (skipped)" in res.stdout and f"{path}:34" in res.stdout
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    res = subprocess.run([sys.executable, "-m", "trio_books", "replay", str(empty)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "holds no connection" in res.stderr

@@ -107,13 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         from .record import format_results, read_records, replay
 
+        damage: list[str] = []
         try:
-            results = replay(read_records(args.files))
+            results = replay(read_records(args.files, damage))
         except (OSError, ValueError, KeyError) as exc:
             print(f"error: cannot replay: {exc}", file=sys.stderr)
             return 2
         print(format_results(results))
-        return 1 if any(r.failures for r in results.values()) else 0
+        for note in damage:
+            print(f"damaged: {note}")
+        if not results:
+            print("error: the recording holds no connection: nothing to replay", file=sys.stderr)
+            return 1
+        return 1 if damage or any(r.failures for r in results.values()) else 0
     if args.command == "demo":
         from .demo import run_demo
 

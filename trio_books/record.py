@@ -10,7 +10,9 @@ A recording is JSON lines, one record per line (the format of the captures in
     {"ts": …, "venue": …, "conn": 3, "dir": "rx",   "frame": "<text received>"}        # or "frame_b64" for binary
     {"ts": …, "venue": …, "conn": 3, "dir": "rest", "url": "https://…", "symbol": "BTCUSDT", "frame": "<body>"}
 
-Files rotate at ``max_bytes`` (uncompressed) and are gzip-compressed.
+Files rotate at ``max_bytes`` (uncompressed) and are gzip-compressed, with a
+sync flush at least every :data:`FLUSH_EVERY` seconds: a recorder killed at any
+moment loses about a second, and every complete line before that is readable.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import itertools
 import json
 import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -33,6 +36,7 @@ from .sync import SnapshotTooOld, SymbolSync
 from .venues import ConnectionSpec, get_venue
 
 _conn_ids = itertools.count(1)
+FLUSH_EVERY = 1.0
 
 
 class Recorder:
@@ -46,6 +50,7 @@ class Recorder:
         self._fh: IO[str] | None = None
         self._written = 0
         self._part = 0
+        self._flushed = time.monotonic()
         self.files: list[str] = []
 
     def _open(self) -> IO[str]:
@@ -64,6 +69,10 @@ class Recorder:
             self._fh = self._open()
         self._fh.write(line)
         self._written += len(line)
+        now = time.monotonic()
+        if now - self._flushed >= FLUSH_EVERY:
+            self._flushed = now
+            self._fh.flush()  # gzip: a sync point, readable however the process ends
 
     def frame(self, venue: str, conn: int, direction: str, raw: str | bytes, **extra: Any) -> None:
         rec: dict[str, Any] = {"ts": time.time(), "venue": venue, "conn": conn, "dir": direction}
@@ -91,16 +100,32 @@ class Recorder:
             self._fh = None
 
 
-def read_records(paths: Iterable[str]) -> Iterator[dict[str, Any]]:
+def read_records(paths: Iterable[str], damage: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every record of ``paths``, in order. A line that is not a JSON object is
+    skipped, and a file that ends early (a recorder killed mid-write) yields the
+    lines it holds; both are noted in ``damage`` (a list the caller passes)."""
+    notes = damage if damage is not None else []
     for path in paths:
         opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
+        n = 0
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            try:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
                     try:
-                        yield json.loads(line)
+                        rec = json.loads(line)
                     except json.JSONDecodeError:
-                        raise ValueError(f"{path}:{n}: not a JSON line") from None
+                        rec = None
+                    if type(rec) is not dict:
+                        if line.endswith("\n"):
+                            notes.append(f"{path}:{n}: not a JSON object (skipped)")
+                        else:
+                            notes.append(f"{path}:{n}: the file ends inside a line")
+                        continue
+                    yield rec
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                notes.append(f"{path}: ends early after line {n} ({exc})")
 
 
 def raw_of(rec: dict[str, Any]) -> str | bytes:
