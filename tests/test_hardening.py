@@ -107,3 +107,15 @@ def test_a_venue_module_that_cannot_import_is_an_error_not_a_missing_venue(monke
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.raises(ModuleNotFoundError, match="a_dependency"):
         venues.available()
+
+
+def test_the_library_is_silent_until_the_application_enables_it():
+    """The example embeds the library and enables no logging: nothing of ours on stderr
+    (before, loguru's default DEBUG sink printed every line)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "watch_book.py"
+    res = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "trio_books" not in res.stderr and " live (" not in res.stderr, res.stderr[-500:]

@@ -59,11 +59,15 @@ async def test_consolidated_merges_live_books_and_names_venues(nursery):
     nursery.start_soon(run_venues, cfg, store)
     async with httpx.AsyncClient(base_url=binds[0]) as http:
         with trio.fail_after(10):
-            while (await http.get("/consolidated/BTC-USD")).status_code != 200 or len((await http.get("/consolidated/BTC-USD")).json()["venues"]) < 2:
+            while (await http.get("/consolidated/BTC-USD?markets=spot,perp")).status_code != 200 or \
+                    len((await http.get("/consolidated/BTC-USD?markets=spot,perp")).json()["venues"]) < 2:
                 await trio.sleep(0.05)
         spot.paused = fut.paused = True
         await trio.sleep(0.2)
-        body = (await http.get("/consolidated/BTC-USD?depth=10")).json()
+        spot_only = (await http.get("/consolidated/BTC-USD")).json()  # market types stay apart by default
+        assert [v["venue"] for v in spot_only["venues"]] == ["binance_spot"] and spot_only["markets"] == ["spot"]
+        assert (await http.get("/consolidated/BTC-USD?markets=spot,options")).status_code == 400
+        body = (await http.get("/consolidated/BTC-USD?depth=10&markets=spot,perp")).json()
         assert {v["venue"] for v in body["venues"]} == {"binance_spot", "binance_futures"}
         from decimal import Decimal
 

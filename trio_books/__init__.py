@@ -9,6 +9,8 @@ Public API (everything else is private)::
 
 from __future__ import annotations
 
+from loguru import logger as _logger
+
 from .config import Config, ServiceConfig, VenueConfig
 from .config import load_config as load_config
 from .config import load_config_text as load_config_text
@@ -54,3 +56,7 @@ __all__ = [
     "tune_gc",
     "RemoteBooks",
 ]
+
+# loguru's convention for libraries: silent until the application says otherwise
+# (``logger.enable("trio_books")``); the service does so in setup_logging().
+_logger.disable("trio_books")

@@ -4,7 +4,9 @@ An instrument is ``BASE-QUOTE`` where ``QUOTE`` may be ``USD`` meaning any
 USD-like quote (USD, USDT, USDC, FDUSD). Each venue symbol is read in that
 venue's notation (``BTCUSDT``, ``BTC-USDT``, ``BTC/USD``). Only live books take
 part; each merged level names its venue. Prices are compared exactly (Decimal)
-and served as the venues' own strings.
+and served as the venues' own strings. Market types stay apart: spot books by
+default, perpetual futures only when asked for (``markets``), since a perpetual
+trades at a basis to spot.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Final
 
 from .model import BookState
 from .store import BookStore
+from .venues import get_venue
 
 USD_LIKE: Final = ("USDT", "USDC", "FDUSD", "USD")
 QUOTES: Final = ("USDT", "USDC", "FDUSD", "USD", "EUR", "BTC", "ETH", "BNB")
@@ -44,13 +47,19 @@ def matches(instrument: str, symbol: str) -> bool:
     return want[1] == got[1]
 
 
-def consolidated(store: BookStore, instrument: str, depth: int = 20, venues: set[str] | None = None) -> dict[str, Any]:
-    """Merge the live books of every venue listing ``instrument``."""
+MARKETS: Final = ("spot", "perp")
+
+
+def consolidated(store: BookStore, instrument: str, depth: int = 20, venues: set[str] | None = None,
+                 markets: frozenset[str] = frozenset({"spot"})) -> dict[str, Any]:
+    """Merge the live books of every venue of ``markets`` listing ``instrument``."""
     bids: list[tuple[Decimal, str, str, str]] = []
     asks: list[tuple[Decimal, str, str, str]] = []
     used, left_out = [], []
     for e in store.entries():
         if venues is not None and e.venue not in venues:
+            continue
+        if get_venue(e.venue).market not in markets:
             continue
         if not matches(instrument, e.symbol):
             continue
@@ -64,6 +73,7 @@ def consolidated(store: BookStore, instrument: str, depth: int = 20, venues: set
     asks.sort(key=lambda x: x[0])
     return {
         "instrument": instrument.upper(),
+        "markets": sorted(markets),
         "venues": used,
         "left_out": left_out,
         "bids": [[p, q, v] for _, p, q, v in bids[:depth]],

@@ -25,6 +25,7 @@ class _Intercept(logging.Handler):
 def setup_logging(level: str = "INFO") -> None:
     """Send our logs and those of trio-websocket/httpx/hypercorn to stderr, one line each."""
     logger.remove()
+    logger.enable("trio_books")  # the library is silent until an application enables it
     logger.configure(extra={"venue": "-"})
     logger.add(sys.stderr, level=level.upper(), format=FORMAT, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_Intercept()], level=logging.WARNING, force=True)

@@ -125,12 +125,14 @@ class Books:
             last_seq = entry.seq
             yield self._store.view(venue, symbol, depth, allow_not_live=True)
 
-    def consolidated(self, instrument: str, depth: int = 20, venues: set[str] | None = None) -> dict:
+    def consolidated(self, instrument: str, depth: int = 20, venues: set[str] | None = None,
+                     markets: frozenset[str] = frozenset({"spot"})) -> dict:
         """Merged depth for ``instrument`` (e.g. ``"BTC-USD"``: any USD-like quote)
-        across the live books of every venue; each level names its venue."""
+        across the live books of every venue of ``markets`` (spot by default;
+        ``{"spot", "perp"}`` mixes them); each level names its venue."""
         from .consolidate import consolidated
 
-        return consolidated(self._store, instrument, depth, venues)
+        return consolidated(self._store, instrument, depth, venues, markets)
 
     def statistics(self) -> dict[str, VenueStatistics]:
         return {v: venue_statistics(self._store, v) for v in self._store.venues}

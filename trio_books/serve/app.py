@@ -117,7 +117,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
         return JSON(store.view(venue, symbol, depth).to_json())
 
     async def consolidated_view(request: Request) -> JSON:
-        from ..consolidate import consolidated, split_symbol
+        from ..consolidate import MARKETS, consolidated, split_symbol
 
         instrument = request.path_params["instrument"]
         if split_symbol(instrument) is None:
@@ -127,7 +127,10 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             return _error(400, f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}")
         only = request.query_params.get("venues")
         venues_filter = set(only.split(",")) if only else None
-        body = consolidated(store, instrument, depth, venues_filter)
+        markets = frozenset(request.query_params.get("markets", "spot").split(","))
+        if not markets <= set(MARKETS):
+            return _error(400, f"markets must be a comma-separated list of {', '.join(MARKETS)}")
+        body = consolidated(store, instrument, depth, venues_filter, markets)
         if not body["venues"]:
             return JSON({**body, "error": "no live book for this instrument"}, status_code=503 if body["left_out"] else 404)
         return JSON(body)

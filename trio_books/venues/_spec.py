@@ -151,6 +151,8 @@ class Venue:
             incoming messages per second).
         max_lifetime: the venue ends every connection after this long (Binance:
             24 h): the supervisor replaces it before then, make-before-break.
+        market: ``"spot"`` or ``"perp"`` (perpetual futures): consolidated
+            depth keeps market types apart unless asked to mix them.
         shared_ids: a book's update ids are the venue's, the same on every
             connection (not Coinbase's per-connection ``sequence_num``): two
             connections' books at one id must agree (hot standby), and a
@@ -179,6 +181,7 @@ class Venue:
     maintains_window: bool = False
     max_lifetime: float | None = None
     shared_ids: bool = True
+    market: str = "spot"
 
     def depth_problem(self, depth: int) -> str | None:
         """Why ``depth`` is not allowed here, or ``None`` when it is."""

@@ -52,6 +52,7 @@ ASTERDEX_FUTURES: Final = attrs.evolve(
     max_symbols_per_connection=200,  # "A single connection can subscribe to a maximum of 200 streams"
     connect_budget=(300, 300.0),  # not documented: the same ceiling as Binance
     max_lifetime=24 * 3600.0,  # connection lifetime 24 h
+    market="perp",
 )
 
 __all__ = ["ASTER", "ASTERDEX_FUTURES", "ASTER_PING_INTERVAL", "ASTER_PONG_DEADLINE"]

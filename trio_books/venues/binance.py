@@ -387,4 +387,5 @@ BINANCE_FUTURES: Final = Venue(
     connect_budget=(300, 300.0),  # not documented for fstream: spot's 300 per 5 min as a ceiling
     max_lifetime=24 * 3600.0,
     subscribe_spacing=0.15,  # 10 incoming messages per second, pings and pongs included
+    market="perp",
 )

@@ -267,4 +267,4 @@ BYBIT_SPOT: Final = Venue(
     maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
 )
 
-BYBIT_FUTURES: Final = attrs.evolve(BYBIT_SPOT, id="bybit_futures", connect=feed_factory(LINEAR))
+BYBIT_FUTURES: Final = attrs.evolve(BYBIT_SPOT, id="bybit_futures", connect=feed_factory(LINEAR), market="perp")
