@@ -5,6 +5,8 @@ connection attempt logged at ERROR with its traceback."""
 
 from __future__ import annotations
 
+import re
+
 import attrs
 import httpx
 import pytest
@@ -119,3 +121,22 @@ def test_the_library_is_silent_until_the_application_enables_it():
     example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "watch_book.py"
     res = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "trio_books" not in res.stderr and " live (" not in res.stderr, res.stderr[-500:]
+
+
+@pytest.mark.parametrize(("venue", "symbol"), [("kraken_spot", "BTCUSD"), ("kraken_spot", "btc/usd"), ("binance_spot", "BTC/USDT"),
+                                               ("binance_futures", "BTC-USDT"), ("okx_spot", "BTCUSDT"), ("coinbase_spot", "BTC/USD"),
+                                               ("bingx_spot", "BTCUSDT"), ("bybit_spot", "BTC/USDT")])
+def test_a_symbol_in_another_venues_notation_is_a_one_line_error(venue, symbol):
+    from trio_books.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^venues\.{venue}\.symbols: \"{re.escape(symbol)}\" is not in {venue}'s notation \(.+e\.g\. "):
+        load_config_text(f'[venues.{venue}]\nsymbols = ["{symbol}"]\n')
+
+
+def test_an_empty_config_file_says_so(tmp_path):
+    from trio_books.config import ConfigError, load_config
+
+    path = tmp_path / "empty.toml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="no venues configured"):
+        load_config(str(path))

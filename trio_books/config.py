@@ -6,6 +6,7 @@ Every problem is reported as one line that names the key, e.g.
 
 from __future__ import annotations
 
+import re
 import tomllib
 import zlib
 from collections.abc import Mapping
@@ -289,6 +290,10 @@ def validate(config: Config) -> Config:
             venue = get_venue(vid)
         except ModuleNotFoundError:
             raise ConfigError(f"{key}: venue is not available in this installation") from None
+        pattern, form = venue.symbol_form
+        for symbol in vc.symbols:
+            if not re.fullmatch(pattern, symbol):
+                raise ConfigError(f"{key}.symbols: {_show(symbol)} is not in {vid}'s notation ({form})")
         if vc.depth is not None:
             problem = venue.depth_problem(vc.depth)
             if problem:
@@ -375,4 +380,7 @@ def load_config(path: str) -> Config:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    return load_config_text(text)
+    config = load_config_text(text)
+    if not config.venues:
+        raise ConfigError(f"{path}: no venues configured (add a [venues.<id>] table with its symbols; see README, Configuration)")
+    return config

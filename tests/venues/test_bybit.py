@@ -324,7 +324,7 @@ def test_the_connection_limit_keeps_args_within_21000_characters():
 
 def test_variants_differ_by_parameters_only():
     assert get_venue("bybit_spot") is BYBIT_SPOT and get_venue("bybit_futures") is BYBIT_FUTURES
-    assert attrs.evolve(BYBIT_FUTURES, id=BYBIT_SPOT.id, connect=BYBIT_SPOT.connect) == BYBIT_SPOT
+    assert attrs.evolve(BYBIT_FUTURES, id=BYBIT_SPOT.id, connect=BYBIT_SPOT.connect, market="spot") == BYBIT_SPOT
     for venue in (BYBIT_SPOT, BYBIT_FUTURES):
         assert venue.depths == (1, 50, 200, 1000) and venue.default_depth == 200
         assert venue.rest_url is None and not feed(venue).rest_snapshots

@@ -151,6 +151,9 @@ class Venue:
             incoming messages per second).
         max_lifetime: the venue ends every connection after this long (Binance:
             24 h): the supervisor replaces it before then, make-before-break.
+        symbol_form: ``(regex, description)`` of the venue's symbol notation,
+            checked by ``check-config`` (a symbol in another venue's notation
+            is a one-line error, not a silent rejection at run time).
         market: ``"spot"`` or ``"perp"`` (perpetual futures): consolidated
             depth keeps market types apart unless asked to mix them.
         shared_ids: a book's update ids are the venue's, the same on every
@@ -182,6 +185,7 @@ class Venue:
     max_lifetime: float | None = None
     shared_ids: bool = True
     market: str = "spot"
+    symbol_form: tuple[str, str] = (r"[A-Za-z0-9][A-Za-z0-9_]{0,29}", "BASEQUOTE, e.g. BTCUSDT")
 
     def depth_problem(self, depth: int) -> str | None:
         """Why ``depth`` is not allowed here, or ``None`` when it is."""

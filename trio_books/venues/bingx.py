@@ -237,4 +237,5 @@ BINGX_SPOT: Final = Venue(
     max_message_size=MAX_COMPRESSED,
     subscribe_spacing=0.11,  # "please do not exceed 10 subscriptions per second"
     maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
+    symbol_form=(r"[A-Za-z0-9]+-[A-Za-z0-9]+", "BASE-QUOTE, e.g. BTC-USDT"),
 )

@@ -265,6 +265,7 @@ BYBIT_SPOT: Final = Venue(
     # share stream.bybit.com, so each takes half.
     connect_budget=(250, 300.0),
     maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
+    symbol_form=(r"[A-Za-z0-9][A-Za-z0-9-]{0,29}", "BASEQUOTE, e.g. BTCUSDT"),
 )
 
 BYBIT_FUTURES: Final = attrs.evolve(BYBIT_SPOT, id="bybit_futures", connect=feed_factory(LINEAR), market="perp")

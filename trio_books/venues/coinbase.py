@@ -320,6 +320,7 @@ COINBASE_SPOT: Final = Venue(
     connect_budget=(4, 1.0),
     subscribe_spacing=0.125,
     shared_ids=False,  # sequence_num counts per connection
+    symbol_form=(r"[A-Za-z0-9]+-[A-Za-z0-9]+", "BASE-QUOTE, e.g. BTC-USD"),
 )
 
 __all__ = ["COINBASE_SPOT", "CoinbaseFeed", "FULL_DEPTH", "MAX_MESSAGE_SIZE", "ProductChain", "iso_seconds", "subscribe_frame"]

@@ -366,6 +366,7 @@ KRAKEN_SPOT: Final = Venue(
     options={"checksum": bool},
     connect_budget=(150, 600.0),  # Cloudflare: about 150 attempts per rolling 10 minutes per IP
     maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
+    symbol_form=(r"[A-Z0-9]+/[A-Z0-9]+", "BASE/QUOTE in upper case, e.g. BTC/USD"),
 )
 
 __all__ = ["KRAKEN_SPOT", "KrakenFeed", "Precision", "book_checksum", "checksum_digits", "pad"]

@@ -341,4 +341,5 @@ OKX_SPOT: Final = Venue(
     # New connections: 3 per second per IP.
     connect_budget=(3, 1.0),
     maintains_window=True,  # it pushes the levels that enter its window: no proven-range tracking needed
+    symbol_form=(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)+", "BASE-QUOTE, e.g. BTC-USDT"),
 )
