@@ -140,3 +140,22 @@ def test_an_empty_config_file_says_so(tmp_path):
     path.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match="no venues configured"):
         load_config(str(path))
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[service]\nhttp = "127.0.0.1:{port}"\n[venues.binance_spot]\nsymbols = ["BTCUSDT"]\n'
+                       'ws_url = "ws://127.0.0.1:9"\nrest_url = "http://127.0.0.1:9"\n')
+        for cmd in (["run", "--config", str(cfg)], ["demo", "--http", f"127.0.0.1:{port}", "--seconds", "1"]):
+            res = subprocess.run([sys.executable, "-m", "trio_books", *cmd], capture_output=True, text=True, timeout=60)
+            assert res.returncode == 2, res.stderr[-400:]
+            assert res.stderr.strip().splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+            assert "Traceback" not in res.stderr

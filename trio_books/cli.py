@@ -43,6 +43,15 @@ def apply_overrides(config: Config, args: argparse.Namespace, environ: dict[str,
     return validate(attrs.evolve(config, service=attrs.evolve(config.service, **changes)))
 
 
+def listen_error(group: BaseExceptionGroup) -> OSError | None:
+    """The OSError inside Trio's exception groups when the HTTP API cannot bind
+    (port in use, a host that does not resolve, an address this machine lacks)."""
+    matched, _ = group.split(OSError)
+    while isinstance(matched, BaseExceptionGroup):
+        matched = matched.exceptions[0]
+    return matched
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("trio-books")
@@ -149,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         trio.run(_run_service, config, recorder)
     except KeyboardInterrupt:
         pass
+    except BaseExceptionGroup as group:
+        exc = listen_error(group)
+        if exc is None:
+            raise
+        print(f"error: cannot listen on {config.service.http}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     finally:
         if recorder is not None:
             recorder.close()
@@ -192,12 +207,7 @@ async def _run_service(config: Config, recorder=None, *, task_status: trio.TaskS
     log = logger.bind(venue="service")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            try:
-                binds = await nursery.start(serve_http, build_app(store), host, port)
-            except OSError as exc:
-                log.error("cannot listen on {}: {}", config.service.http, exc.strerror or exc)
-                nursery.cancel_scope.cancel()
-                raise SystemExit(1) from None
+            binds = await nursery.start(serve_http, build_app(store), host, port)  # an OSError: see listen_error
             if not is_loopback(host):
                 log.warning("HTTP API bound to {} (not loopback): reachable from other hosts", host)
             nursery.start_soon(run_venues, config, store, recorder)

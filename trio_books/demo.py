@@ -4,6 +4,7 @@ service against them, so a newcomer sees the whole system work offline."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 import trio
@@ -31,7 +32,16 @@ def run_demo(args: argparse.Namespace, apply_overrides: Callable[..., Config]) -
     base = load_config_text('[service]\nhttp = "127.0.0.1:8080"\n')
     service = apply_overrides(base, args).service
     setup_logging(service.log_level)
-    trio.run(_demo, args, service.http, service.log_level, apply_overrides)
+    try:
+        trio.run(_demo, args, service.http, service.log_level, apply_overrides)
+    except BaseExceptionGroup as group:
+        from .cli import listen_error
+
+        exc = listen_error(group)
+        if exc is None:
+            raise
+        print(f"error: cannot listen on {service.http}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 
