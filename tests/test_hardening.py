@@ -159,3 +159,20 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
             assert res.returncode == 2, res.stderr[-400:]
             assert res.stderr.strip().splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
             assert "Traceback" not in res.stderr
+
+
+async def test_a_bug_behind_a_route_is_a_json_500_logged_once_with_its_traceback(monkeypatch):
+    store = build_store(load_config_text('[venues.binance_spot]\nsymbols = ["BTCUSDT"]\n'))
+    monkeypatch.setattr(type(store), "entry", lambda self, venue, symbol: 1 / 0)
+    lines: list = []
+    sink = logger.add(lines.append, level="ERROR", format="{message}{exception}")
+    try:
+        app = build_app(store)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://t") as http:
+            for _ in range(3):
+                resp = await http.get("/books/binance_spot/BTCUSDT")
+                assert resp.status_code == 500 and resp.json() == {"error": "internal error (logged)"}
+    finally:
+        logger.remove(sink)
+    assert len(lines) == 1 and "GET /books/binance_spot/BTCUSDT failed: ZeroDivisionError" in str(lines[0])
+    assert "Traceback" in str(lines[0])

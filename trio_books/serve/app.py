@@ -12,9 +12,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from loguru import logger
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import UnknownBook
+from ..log import RateLimiter
 from ..model import BookState
 from ..runner import venue_statistics
 from ..store import BookStore
@@ -52,6 +54,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
     """The API over ``store``: ``/health``, ``/venues``, ``/books/{venue}/{symbol}``,
     ``/metrics`` (Prometheus) and ``/ws`` (streaming)."""
     clients = clients or ClientCounts()
+    errors_logged = RateLimiter(window=60.0)
     registry = build_registry(store, clients)
     hub = StreamHub(store, clients)
 
@@ -141,6 +144,13 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
     async def not_allowed(request: Request, exc: Exception) -> JSON:
         return _error(405, f"method {request.method} not allowed here")
 
+    async def server_error(request: Request, exc: Exception) -> JSON:
+        """A bug: logged with its traceback (once per distinct error a minute), answered in JSON."""
+        if errors_logged.check((type(exc).__name__, str(exc)[:200])) is not None:
+            logger.bind(venue="http").opt(exception=exc).error("{} {} failed: {}: {}", request.method, request.url.path,
+                                                               type(exc).__name__, str(exc)[:200])
+        return _error(500, "internal error (logged)")
+
     app = Starlette(
         routes=[
             Route("/health", health),
@@ -151,7 +161,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             WebSocketRoute("/ws", hub.handle),
         ],
         middleware=[],
-        exception_handlers={404: not_found, 405: not_allowed},
+        exception_handlers={404: not_found, 405: not_allowed, Exception: server_error},
     )
 
     async def counted(scope, receive, send):

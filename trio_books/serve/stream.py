@@ -106,9 +106,10 @@ class StreamHub:
                     if error:
                         await send({"type": "error", "error": error})
                 nursery.cancel_scope.cancel()
-        except trio.TooSlowError:
+        # except*: these arrive wrapped in an ExceptionGroup when a subscription task raised them
+        except* trio.TooSlowError:
             pass  # a client that cannot keep up for SEND_TIMEOUT is dropped
-        except (WebSocketDisconnect, trio.BrokenResourceError, trio.ClosedResourceError):
+        except* (WebSocketDisconnect, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
             self.clients.stream_clients -= 1
