@@ -250,3 +250,31 @@ async def test_stream_client_count_and_inbound_size_are_bounded(nursery, monkeyp
             with trio.fail_after(5):
                 await b.get_message()
         assert info.value.reason.code == 1009
+
+
+async def test_stream_clients_per_address_are_bounded_and_idle_ones_are_closed(nursery, monkeypatch):
+    import trio_books.serve.stream as stream_mod
+    from trio_websocket import ConnectionClosed
+
+    monkeypatch.setattr(stream_mod, "MAX_PER_ADDRESS", 2)
+    monkeypatch.setattr(stream_mod, "IDLE_TIMEOUT", 1.0)
+    fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=10).serve)
+    store, base = await start_service(nursery, fake)
+    await wait_live(store)
+    url = base.replace("http://", "ws://") + "/ws"
+    async with open_websocket_url(url, connect_timeout=5, disconnect_timeout=1) as a, \
+            open_websocket_url(url, connect_timeout=5, disconnect_timeout=1) as idle:
+        await a.send_message('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","kind":"top"}')
+        with trio.fail_after(5):
+            assert orjson.loads(await a.get_message())["type"] == "status"
+        async with open_websocket_url(url, connect_timeout=5, disconnect_timeout=1) as third:
+            with pytest.raises(ConnectionClosed) as info:
+                with trio.fail_after(5):
+                    await third.get_message()
+            assert info.value.reason.code == 1013 and "from 127.0.0.1" in info.value.reason.reason
+        with pytest.raises(ConnectionClosed) as info:
+            with trio.fail_after(5):
+                await idle.get_message()  # never subscribed: closed after IDLE_TIMEOUT
+        assert info.value.reason.code == 1008 and "idle" in info.value.reason.reason
+        with trio.fail_after(5):  # the subscribed client is never idle
+            assert (await a.get_message())

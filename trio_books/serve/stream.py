@@ -25,6 +25,8 @@ only detail, never correctness. A client whose socket stays blocked for
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from decimal import Decimal
 from typing import Any, Final
 
@@ -38,6 +40,10 @@ from ..store import BookStore
 from .metrics import ClientCounts
 
 MAX_CLIENTS: Final = 256
+MAX_PER_ADDRESS = 32
+"""Stream clients from one address at once: one host cannot take every slot."""
+IDLE_TIMEOUT = 30.0
+"""A client with no subscription for this long is closed (idle sockets hold slots)."""
 MAX_SUBSCRIPTIONS: Final = 64
 MAX_INBOUND: Final = 4096
 MAX_DEPTH_PARAM: Final = 5000
@@ -71,12 +77,26 @@ class StreamHub:
     def __init__(self, store: BookStore, clients: ClientCounts) -> None:
         self.store = store
         self.clients = clients
+        self.per_address: Counter[str] = Counter()
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
         if self.clients.stream_clients >= MAX_CLIENTS:
             await ws.close(code=1013, reason="too many stream clients, try again later")
             return
+        address = ws.client.host if ws.client is not None else "?"
+        if self.per_address[address] >= MAX_PER_ADDRESS:
+            await ws.close(code=1013, reason=f"too many stream clients from {address} (at most {MAX_PER_ADDRESS})")
+            return
+        self.per_address[address] += 1
+        try:
+            await self._serve(ws)
+        finally:
+            self.per_address[address] -= 1
+            if not self.per_address[address]:
+                del self.per_address[address]
+
+    async def _serve(self, ws: WebSocket) -> None:
         self.clients.stream_clients += 1
         self.clients.stream_clients_total += 1
         send_lock = trio.Lock()
@@ -90,12 +110,17 @@ class StreamHub:
         try:
             async with trio.open_nursery() as nursery:
                 while True:
-                    try:
-                        text = await ws.receive_text()
-                    except WebSocketDisconnect:
+                    text = None
+                    with trio.move_on_after(IDLE_TIMEOUT if not subs else math.inf) as idle:
+                        try:
+                            text = await ws.receive_text()
+                        except WebSocketDisconnect:
+                            break
+                        except (KeyError, RuntimeError):
+                            pass
+                    if idle.cancelled_caught:
+                        await ws.close(code=1008, reason=f"idle: no subscription within {IDLE_TIMEOUT:g} s")
                         break
-                    except (KeyError, RuntimeError):
-                        text = None
                     if type(text) is not str:  # a binary frame (the ASGI message then has text None)
                         await send({"type": "error", "error": "expected text frames"})
                         continue
