@@ -278,3 +278,46 @@ async def test_stream_clients_per_address_are_bounded_and_idle_ones_are_closed(n
         assert info.value.reason.code == 1008 and "idle" in info.value.reason.reason
         with trio.fail_after(5):  # the subscribed client is never idle
             assert (await a.get_message())
+
+
+async def test_a_bearer_token_and_an_origin_list_guard_every_route_but_health(nursery):
+    from trio_websocket import ConnectionRejected, ConnectionClosed
+
+    from trio_books.config import ServiceConfig
+
+    fake = await nursery.start(FakeBinanceSpot(["BTCUSDT"], rate=10).serve)
+    cfg = load_config_text(fake.config_toml(depth=100))
+    store = build_store(cfg)
+    service = ServiceConfig(auth_token="s3cret", allowed_origins=("https://desk.example",))
+    binds = await nursery.start(serve_http, build_app(store, service=service), "127.0.0.1", 0)
+    nursery.start_soon(run_venues, cfg, store)
+    await wait_live(store)
+    good = {"Authorization": "Bearer s3cret"}
+    async with httpx.AsyncClient(base_url=binds[0]) as http:
+        assert (await http.get("/health")).status_code == 200  # open: container health checks
+        for path in ("/venues", "/books/binance_spot/BTCUSDT", "/metrics", "/consolidated/BTC-USD"):
+            resp = await http.get(path)
+            assert resp.status_code == 401 and resp.json() == {"error": "a valid bearer token is required"}, path
+            assert (await http.get(path, headers={"Authorization": "Bearer wrong"})).status_code == 401
+            assert (await http.get(path, headers=good)).status_code in (200, 503), path
+        resp = await http.get("/venues", headers={**good, "Origin": "https://evil.example"})
+        assert resp.status_code == 403 and resp.json() == {"error": "origin not allowed"}
+        assert (await http.get("/venues", headers={**good, "Origin": "https://desk.example"})).status_code == 200
+    url = binds[0].replace("http://", "ws://") + "/ws"
+    with pytest.raises((ConnectionRejected, ConnectionClosed)):
+        async with open_websocket_url(url, connect_timeout=5, disconnect_timeout=1) as ws:
+            await ws.get_message()
+    async with open_websocket_url(url + "?token=s3cret", connect_timeout=5, disconnect_timeout=1) as ws:
+        await ws.send_message('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","kind":"top"}')
+        with trio.fail_after(5):
+            assert orjson.loads(await ws.get_message())["type"] == "status"
+
+
+async def test_metrics_can_be_left_open_for_the_scraper():
+    from trio_books.config import ServiceConfig
+
+    store = build_store(load_config_text('[venues.binance_spot]\nsymbols = ["BTCUSDT"]\n'))
+    app = build_app(store, service=ServiceConfig(auth_token="s3cret", metrics_auth=False))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
+        assert (await http.get("/metrics")).status_code == 200
+        assert (await http.get("/venues")).status_code == 401

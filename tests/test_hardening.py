@@ -176,3 +176,17 @@ async def test_a_bug_behind_a_route_is_a_json_500_logged_once_with_its_traceback
         logger.remove(sink)
     assert len(lines) == 1 and "GET /books/binance_spot/BTCUSDT failed: ZeroDivisionError" in str(lines[0])
     assert "Traceback" in str(lines[0])
+
+
+def test_the_token_and_access_settings_come_from_the_environment_too():
+    import argparse
+
+    from trio_books.cli import apply_overrides
+    from trio_books.config import ConfigError
+
+    cfg = load_config_text('[venues.binance_spot]\nsymbols = ["BTCUSDT"]\n')
+    env = {"TRIO_BOOKS_AUTH_TOKEN": "s3cret", "TRIO_BOOKS_METRICS_AUTH": "false", "TRIO_BOOKS_ALLOWED_ORIGINS": "https://a.example, https://b.example"}
+    svc = apply_overrides(cfg, argparse.Namespace(), env).service
+    assert (svc.auth_token, svc.metrics_auth, svc.allowed_origins) == ("s3cret", False, ("https://a.example", "https://b.example"))
+    with pytest.raises(ConfigError, match="TRIO_BOOKS_METRICS_AUTH: expected true or false"):
+        apply_overrides(cfg, argparse.Namespace(), {"TRIO_BOOKS_METRICS_AUTH": "maybe"})

@@ -33,6 +33,12 @@ def apply_overrides(config: Config, args: argparse.Namespace, environ: dict[str,
                     changes[field.name] = int(value)
                 except ValueError:
                     raise ConfigError(f"{env_key}: expected int, got {value!r}") from None
+            elif field.type in (bool, "bool"):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ConfigError(f"{env_key}: expected true or false, got {value!r}")
+                changes[field.name] = value.lower() in ("true", "1")
+            elif field.type in (tuple[str, ...], "tuple[str, ...]"):
+                changes[field.name] = tuple(v.strip() for v in value.split(",") if v.strip())
             else:
                 changes[field.name] = value
         flag = getattr(args, field.name, None)
@@ -207,9 +213,9 @@ async def _run_service(config: Config, recorder=None, *, task_status: trio.TaskS
     log = logger.bind(venue="service")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(serve_http, build_app(store), host, port)  # an OSError: see listen_error
-            if not is_loopback(host):
-                log.warning("HTTP API bound to {} (not loopback): reachable from other hosts", host)
+            binds = await nursery.start(serve_http, build_app(store, service=config.service), host, port)  # an OSError: see listen_error
+            if not is_loopback(host) and not config.service.auth_token:
+                log.warning("HTTP API bound to {} (not loopback) without service.auth_token: open to other hosts", host)
             nursery.start_soon(run_venues, config, store, recorder)
             venues = ", ".join(f"{v} ({len(c.symbols)})" for v, c in config.enabled_venues()) or "none"
             log.info("trio-books started: http {}; venues {}", " ".join(binds), venues)

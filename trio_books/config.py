@@ -30,6 +30,11 @@ class ServiceConfig:
     transport: str = "wsproto"
     shard: str = ""  # "K/N": run only this instance's share of the (venue, symbol) pairs
     gc_threshold: int = 10_000  # young-generation GC threshold set at start (0: Python's own GC settings); see gcpolicy.py
+    # access: a bearer token for every HTTP route but /health, for /ws (header or ?token=) and,
+    # unless metrics_auth is false, /metrics; browsers' Origin must be listed when any is
+    auth_token: str = ""
+    metrics_auth: bool = True
+    allowed_origins: tuple[str, ...] = ()
 
 
 @attrs.frozen

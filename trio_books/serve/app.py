@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from loguru import logger
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from ..config import ServiceConfig
 from ..errors import UnknownBook
 from ..log import RateLimiter
 from ..model import BookState
@@ -50,7 +52,42 @@ def _book_health(e: Any) -> dict[str, Any]:
     return out
 
 
-def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlette:
+def guarded(app: Any, service: ServiceConfig) -> Any:
+    """Access control in front of ``app``: with ``service.auth_token``, every route
+    but ``/health`` (and ``/metrics`` when ``metrics_auth`` is false) needs
+    ``Authorization: Bearer <token>`` or, for browsers' WebSockets, ``?token=``;
+    with ``allowed_origins``, a request that carries an ``Origin`` header must
+    come from one of them. Refusals: 401/403 in JSON, a WebSocket closed 1008."""
+    token = service.auth_token.encode()
+    origins = {o.encode() for o in service.allowed_origins}
+
+    async def app_with_access(scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        origin = headers.get(b"origin")
+        refusal = None
+        if origins and origin is not None and origin not in origins:
+            refusal = (403, "origin not allowed")
+        elif token and scope["path"] != "/health" and not (scope["path"] == "/metrics" and not service.metrics_auth):
+            supplied = headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
+            if not supplied:
+                query = dict(pair.partition(b"=")[::2] for pair in scope.get("query_string", b"").split(b"&"))
+                supplied = query.get(b"token", b"")
+            if not hmac.compare_digest(supplied, token):
+                refusal = (401, "a valid bearer token is required")
+        if refusal is None:
+            await app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": refusal[1]})
+        else:
+            await _error(refusal[0], refusal[1])(scope, receive, send)
+
+    return app_with_access
+
+
+def build_app(store: BookStore, clients: ClientCounts | None = None, service: ServiceConfig | None = None) -> Starlette:
     """The API over ``store``: ``/health``, ``/venues``, ``/books/{venue}/{symbol}``,
     ``/metrics`` (Prometheus) and ``/ws`` (streaming)."""
     clients = clients or ClientCounts()
@@ -169,7 +206,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None) -> Starlett
             clients.http_requests += 1
         await app(scope, receive, send)
 
-    return counted
+    return guarded(counted, service) if service is not None else counted
 
 
 async def serve_http(app: Any, host: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
