@@ -8,7 +8,9 @@ import ipaddress
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from typing import Any
 
 import attrs
 import trio
@@ -161,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tune_gc(config.service.gc_threshold)
     try:
-        trio.run(_run_service, config, recorder)
+        trio.run(_run_service, config, recorder, lambda: apply_overrides(load_config(args.config), args))
     except KeyboardInterrupt:
         pass
     except BaseExceptionGroup as group:
@@ -175,6 +177,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             recorder.close()
             print(f"recorded to {', '.join(recorder.files) or 'nothing'}", file=sys.stderr)
     return 0
+
+
+def _reloaded(config: Config, reload: Callable[[], Config] | None, runner: Any, log: Any) -> Config:
+    """SIGHUP: the new configuration if it loads, else the running one (one line said)."""
+    if reload is None:
+        log.info("SIGHUP ignored: this service has no configuration file")
+        return config
+    try:
+        new = reload()
+    except ConfigError as exc:
+        log.error("configuration not reloaded, the running one stays: {}", exc)
+        return config
+    if new.service != config.service or new.sinks != config.sinks:
+        log.warning("[service] and [sinks] changes take effect at the next start; venues are reloaded now")
+        new = attrs.evolve(new, service=config.service, sinks=config.sinks)
+    touched = runner.apply(new)
+    log.info("configuration reloaded: {}", ", ".join(touched) + " restarted" if touched else "no venue changed")
+    return new
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -204,23 +224,35 @@ def _health(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_service(config: Config, recorder=None, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-    from .runner import build_store, run_venues
+async def _run_service(config: Config, recorder=None, reload: Callable[[], Config] | None = None, *,
+                       task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """The service until SIGINT/SIGTERM. SIGHUP re-reads the configuration with
+    ``reload()`` (the daemon convention): venues added, removed or changed are
+    started, stopped or restarted, the rest go on; a bad file is refused with
+    its one-line error and the running configuration stays. SIGUSR1 is logged
+    and ignored (it used to end the process without a word)."""
+    from .runner import VenueRunner, build_store
     from .serve.app import build_app, serve_http
 
     store = build_store(config)
     host, port = parse_address(config.service.http)
     log = logger.bind(venue="service")
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(serve_http, build_app(store, service=config.service), host, port)  # an OSError: see listen_error
             if not is_loopback(host) and not config.service.auth_token:
                 log.warning("HTTP API bound to {} (not loopback) without service.auth_token: open to other hosts", host)
-            nursery.start_soon(run_venues, config, store, recorder)
+            runner = await nursery.start(VenueRunner(store, recorder).run, config)
             venues = ", ".join(f"{v} ({len(c.symbols)})" for v, c in config.enabled_venues()) or "none"
             log.info("trio-books started: http {}; venues {}", " ".join(binds), venues)
             task_status.started(binds)
             async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    log.info("SIGUSR1 ignored (SIGHUP re-reads the configuration; SIGTERM stops)")
+                    continue
+                if signum == signal.SIGHUP:
+                    config = _reloaded(config, reload, runner, log)
+                    continue
                 log.info("trio-books stopping ({})", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from typing import Any
+
 import attrs
 import trio
 
@@ -147,17 +149,59 @@ def build_store(config: Config) -> BookStore:
     return store
 
 
+class VenueRunner:
+    """One supervisor per enabled venue, each in its own cancel scope, so that a
+    new configuration (SIGHUP) restarts only the venues whose settings changed."""
+
+    def __init__(self, store: BookStore, recorder=None) -> None:
+        self.store, self.recorder = store, recorder
+        self.running: dict[str, tuple[Any, trio.CancelScope]] = {}  # venue id -> (its VenueConfig, its scope)
+        self.nursery: trio.Nursery | None = None
+
+    async def run(self, config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            self.apply(config)
+            task_status.started(self)
+            redis_cfg = config.sinks.redis
+            if redis_cfg is not None and redis_cfg.enabled:
+                from .sinks.redis import run_redis_sink
+
+                nursery.start_soon(run_redis_sink, redis_cfg, self.store, config.service.shard, name="sink:redis")
+
+    def apply(self, config: Config) -> list[str]:
+        """Run ``config``'s venues: start the new, stop the removed, restart the
+        changed (their books start over); the others go on untouched. Returns
+        the venue ids started or stopped. Synchronous: nothing half-applied."""
+        assert self.nursery is not None
+        wanted = dict(config.enabled_venues())
+        touched = []
+        for vid, (vcfg, scope) in list(self.running.items()):
+            if wanted.get(vid) != vcfg:
+                scope.cancel()
+                del self.running[vid]
+                self.store.retain(vid, wanted[vid].symbols if vid in wanted else ())
+                touched.append(vid)
+        for vid, vcfg in wanted.items():
+            if vid not in self.running:
+                for symbol in vcfg.symbols:
+                    if (vid, symbol) not in self.store:
+                        self.store.add(vid, symbol)
+                scope = trio.CancelScope()
+                self.running[vid] = (vcfg, scope)
+                self.nursery.start_soon(self._venue, scope, vid, vcfg, config.service, name=f"venue:{vid}")
+                touched.append(vid)
+        return sorted(set(touched))
+
+    async def _venue(self, scope: trio.CancelScope, vid: str, vcfg: Any, service: Any) -> None:
+        with scope:
+            await supervise_venue(get_venue(vid), vcfg, service, self.store, self.recorder)
+
+
 async def run_venues(config: Config, store: BookStore, recorder=None) -> None:
     """Run one supervisor per enabled venue until cancelled (recording raw
     traffic when given a :class:`~trio_books.record.Recorder`)."""
-    async with trio.open_nursery() as nursery:
-        for vid, vcfg in config.enabled_venues():
-            nursery.start_soon(supervise_venue, get_venue(vid), vcfg, config.service, store, recorder, name=f"venue:{vid}")
-        redis_cfg = config.sinks.redis
-        if redis_cfg is not None and redis_cfg.enabled:
-            from .sinks.redis import run_redis_sink
-
-            nursery.start_soon(run_redis_sink, redis_cfg, store, config.service.shard, name="sink:redis")
+    await VenueRunner(store, recorder).run(config)
 
 
 @asynccontextmanager

@@ -167,6 +167,21 @@ class BookStore:
         self._books[(venue, symbol)] = BookEntry(venue, symbol)
         self.venues.setdefault(venue, VenueStats(venue))
 
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._books
+
+    def retain(self, venue: str, symbols) -> None:
+        """Keep only ``symbols`` of ``venue`` (none: the venue goes, statistics too).
+        A task of the old configuration that still holds a removed entry writes to
+        nothing served (see :meth:`set_state`)."""
+        keep = set(symbols)
+        for key in [k for k in self._books if k[0] == venue and k[1] not in keep]:
+            del self._books[key]
+        if not keep:
+            self.venues.pop(venue, None)
+        self._any_change.set()
+        self._any_change = trio.Event()
+
     # --- reading -------------------------------------------------------------------
     def entry(self, venue: str, symbol: str) -> BookEntry:
         try:
@@ -208,7 +223,9 @@ class BookStore:
         changed = []
         now = trio.current_time()
         for symbol in symbols:
-            e = self._books[(venue, symbol)]
+            e = self._books.get((venue, symbol))
+            if e is None:  # removed by a new configuration while its old task wound down
+                continue
             if error is not None:
                 e.error = error
             if e.state is not state:
@@ -227,7 +244,9 @@ class BookStore:
 
     def publish(self, venue: str, symbol: str, book: OrderBook) -> None:
         """Make ``book`` the one served for this symbol (after a successful sync)."""
-        self._books[(venue, symbol)].book = book
+        e = self._books.get((venue, symbol))
+        if e is not None:  # (None: removed by a new configuration while its old task wound down)
+            e.book = book
 
     def touched(self, e: BookEntry, update_id: int | None, exchange_ts: float | None) -> None:
         e.seq += 1
