@@ -15,11 +15,11 @@ import pytest
 import trio
 
 from trio_books import load_config_text
-from trio_books.model import BookState, Delta
+from trio_books.model import Delta
 from trio_books.runner import Books, build_store
 from trio_books.supervise import supervise_venue
 from trio_books.testing import fake_for
-from trio_books.testing.harness import LiveWatch, converge, view_top
+from trio_books.testing.harness import LiveWatch, resyncs_alone
 from trio_books.venues import available, get_venue
 
 SYMBOLS = {
@@ -89,14 +89,7 @@ async def test_a_book_that_crossed_is_never_served(vid, nursery, autojump_clock,
     async with trio.open_nursery() as inner:
         books = await run_venue(inner, with_parse(vid, wrap), cfg)
         entry = books.store.entry(vid, sick)
-        with LiveWatch(books.store, vid, [symbols[0], symbols[2]], served_ok=lambda e: not e.book.is_crossed()) as watch:
-            armed["on"] = True
-            with trio.fail_after(60):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                await books.wait_state(vid, sick, BookState.LIVE)
-            for s in symbols:
-                await converge(view_top(books, vid, s), fake, s, timeout=30)
+        watch, _ = await resyncs_alone(books, fake, vid, sick, lambda: armed.update(on=True))
         inner.cancel_scope.cancel()
     assert armed["done"] and dict(entry.resyncs) == {"crossed": 1}
     assert watch.bad_served == [] and watch.not_live == []

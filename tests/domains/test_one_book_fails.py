@@ -10,9 +10,8 @@ import pytest
 import trio
 
 from trio_books import load_config_text, open_books
-from trio_books.model import BookState
+from trio_books.testing.harness import resyncs_alone
 from trio_books.testing import fake_for
-from trio_books.testing.harness import LiveWatch, converge, view_top
 
 SYMBOLS = {
     "binance_spot": ["BTCUSDT", "ETHUSDT", "SOLUSDT"],
@@ -45,19 +44,10 @@ async def test_a_fault_in_one_book_leaves_its_neighbours_live(nursery, autojump_
     async with open_books(config_for(fake, venue)) as books:
         with trio.fail_after(60):
             await books.wait_live(venue)
-        sick, healthy = symbols[1], [symbols[0], symbols[2]]
+        sick = symbols[1]
         entry = books.store.entry(venue, sick)
-        with LiveWatch(books.store, venue, healthy, served_ok=lambda e: not e.book.is_crossed()) as watch:
-            if fault == "gap":
-                fake.skip_next_update(sick)
-            else:
-                fake.corrupt_checksum_next(sick)
-            with trio.fail_after(60):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                await books.wait_state(venue, sick, BookState.LIVE)
-            for s in symbols:
-                await converge(view_top(books, venue, s), fake, s, timeout=30)
+        inject = fake.skip_next_update if fault == "gap" else fake.corrupt_checksum_next
+        watch, _ = await resyncs_alone(books, fake, venue, sick, lambda: inject(sick))
         assert watch.steps > 20  # the instrument saw the run
         assert watch.not_live == [], watch.not_live[:5]
         assert watch.bad_served == []

@@ -16,7 +16,7 @@ from trio_books import BookState, load_config_text, open_books
 from trio_books.runner import Books, build_store
 from trio_books.supervise import supervise_venue
 from trio_books.testing import FakeBinanceFutures
-from trio_books.testing.harness import LiveWatch, assert_full_jitter, converge, recover, view_top
+from trio_books.testing.harness import LiveWatch, assert_full_jitter, converge, recover, resyncs_alone, view_top
 from trio_books.venues import get_venue
 from trio_books.venues.binance import BINANCE_FUTURES, USDM, feed_factory
 
@@ -94,16 +94,8 @@ async def test_gap_resyncs_that_book_alone(nursery, pacer, autojump_clock, fake_
             await books.wait_live(venue)
         entry = books.store.entry(venue, "BTCUSDT")
         fetched = len(requests_for(fake, "BTCUSDT"))
-        with LiveWatch(books.store, venue, ["ETHUSDT"]) as watch:
-            fake.skip_next_update("BTCUSDT")
-            with trio.fail_after(30):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                faulted = trio.current_time()
-                await books.wait_live(venue, "BTCUSDT")
-            assert trio.current_time() - faulted < 1.0  # one snapshot away, not a reconnect
-            for s in SYMBOLS:
-                await converge(view_top(books, venue, s), fake, s)
+        watch, back = await resyncs_alone(books, fake, venue, "BTCUSDT", lambda: fake.skip_next_update("BTCUSDT"))
+        assert back < 1.0  # one snapshot away, not a reconnect
         assert watch.steps > 20 and watch.not_live == [], watch.not_live[:5]
         assert len(requests_for(fake, "BTCUSDT")) == fetched + 1  # exactly one snapshot refetched
         stats = books.statistics()[venue]

@@ -6,7 +6,7 @@ import trio
 
 from trio_books import BookState, load_config_text, open_books
 from trio_books.testing import FakeBinanceSpot
-from trio_books.testing.harness import LiveWatch, converge, view_top
+from trio_books.testing.harness import LiveWatch, converge, resyncs_alone, view_top
 
 VENUE = "binance_spot"
 
@@ -38,16 +38,8 @@ async def test_gap_resyncs_that_book_alone(nursery, pacer, autojump_clock):
             await books.wait_live(VENUE)
         entry = books.store.entry(VENUE, "BTCUSDT")
         fetched = len(requests_for(fake, "BTCUSDT"))
-        with LiveWatch(books.store, VENUE, ["ETHUSDT"]) as watch:
-            fake.skip_next_update("BTCUSDT")
-            with trio.fail_after(30):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                faulted = trio.current_time()
-                await books.wait_live(VENUE, "BTCUSDT")
-            assert trio.current_time() - faulted < 1.0  # one snapshot away, not a reconnect
-            for s in fake.symbols:
-                await converge(view_top(books, VENUE, s), fake, s)
+        watch, back = await resyncs_alone(books, fake, VENUE, "BTCUSDT", lambda: fake.skip_next_update("BTCUSDT"))
+        assert back < 1.0  # one snapshot away, not a reconnect
         assert watch.steps > 20 and watch.not_live == [], watch.not_live[:5]
         assert len(requests_for(fake, "BTCUSDT")) == fetched + 1  # exactly one snapshot refetched
         stats = books.statistics()[VENUE]

@@ -13,7 +13,7 @@ import trio
 
 from trio_books import load_config_text, open_books
 from trio_books.testing import FakeBingx
-from trio_books.testing.harness import LiveWatch, converge, refused_alone, view_top
+from trio_books.testing.harness import LiveWatch, converge, refused_alone, resyncs_alone, view_top
 from trio_books.venues.bingx import BINGX_SPOT
 
 VENUE = "bingx_spot"
@@ -81,16 +81,8 @@ async def test_two_hundred_topics_on_one_connection_go_live_and_a_bad_push_fails
         assert len(times) == n and all(b - a >= BINGX_SPOT.subscribe_spacing - 0.01 for a, b in zip(times, times[1:]))
         assert times[-1] - times[0] == pytest.approx((n - 1) * 0.11, abs=0.5)  # under 10 subscribes a second
         sick = symbols[123]
-        healthy = [s for s in symbols if s != sick]
-        entry = books.store.entry(VENUE, sick)
-        with LiveWatch(books.store, VENUE, healthy, served_ok=lambda e: not e.book.is_crossed()) as watch:
-            fake.cross_next(sick)
-            with trio.fail_after(10):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                await books.wait_live(VENUE, sick)
-            await trio.sleep(3)
-            await converge(view_top(books, VENUE, sick, 5), fake, sick, n=5)
+        watch, _ = await resyncs_alone(books, fake, VENUE, sick, lambda: fake.cross_next(sick), converge_all=False,
+                                       timeout=10, settle=3, n=5)
         assert watch.not_live == [] and watch.bad_served == []
         for s in (symbols[0], symbols[-1]):
             await converge(view_top(books, VENUE, s, 5), fake, s, n=5)

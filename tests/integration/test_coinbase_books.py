@@ -17,7 +17,7 @@ from trio_books import load_config_text, open_books
 from trio_books.errors import SequenceGap
 from trio_books.model import Delta, Snapshot
 from trio_books.testing import FakeCoinbase
-from trio_books.testing.harness import LiveWatch, converge, refused_alone, view_top
+from trio_books.testing.harness import converge, refused_alone, resyncs_alone, view_top
 from trio_books.venues.coinbase import COINBASE_SPOT
 
 VENUE = "coinbase_spot"
@@ -101,18 +101,10 @@ async def test_a_crossed_book_resyncs_that_product_alone(nursery, autojump_clock
     async with open_books(config(fake, products)) as books:
         with trio.fail_after(30):
             await books.wait_live(VENUE)
-        sick, healthy = "ETH-USD", ["BTC-USD", "SOL-USD"]
+        sick = "ETH-USD"
         entry = books.store.entry(VENUE, sick)
         snapshots = fake.snapshots_sent
-        with LiveWatch(books.store, VENUE, healthy, served_ok=lambda e: not e.book.is_crossed()) as watch:
-            fake.cross_next(sick)
-            with trio.fail_after(30):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                await books.wait_live(VENUE, sick)
-            await trio.sleep(3)
-            for s in products:
-                await converge(view_top(books, VENUE, s), fake, s)
+        watch, _ = await resyncs_alone(books, fake, VENUE, sick, lambda: fake.cross_next(sick), timeout=30, settle=3)
         assert watch.steps > 100 and watch.not_live == [] and watch.bad_served == []
         stats = books.statistics()[VENUE]
         assert fake.crossed_sent == 1 and fake.snapshots_sent == snapshots + 1  # a fresh snapshot of that product only
@@ -131,16 +123,8 @@ async def test_a_hundred_products_on_one_connection_go_live_and_one_resyncs_alon
             await books.wait_live(VENUE)
         assert fake.request_log[0][1]["product_ids"] == products  # one level2 subscribe carries them all
         sick = products[42]
-        healthy = [p for p in products if p != sick]
-        entry = books.store.entry(VENUE, sick)
-        with LiveWatch(books.store, VENUE, healthy, served_ok=lambda e: not e.book.is_crossed()) as watch:
-            fake.cross_next(sick)
-            with trio.fail_after(30):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                await books.wait_live(VENUE, sick)
-            await trio.sleep(5)
-            await converge(view_top(books, VENUE, sick), fake, sick)
+        watch, _ = await resyncs_alone(books, fake, VENUE, sick, lambda: fake.cross_next(sick), converge_all=False,
+                                       timeout=30, settle=5)
         assert watch.not_live == [] and watch.bad_served == []
         for p in (products[0], products[-1]):
             await converge(view_top(books, VENUE, p), fake, p)

@@ -15,7 +15,7 @@ from tests.venues.test_kraken import D10, MATIC_SNAPSHOT, MATIC_UPDATE, Replay, 
 from trio_books import BookState, load_config_text, open_books
 from trio_books.errors import ChecksumMismatch, SymbolRejected
 from trio_books.testing import FakeKraken
-from trio_books.testing.harness import LiveWatch, converge, view_top
+from trio_books.testing.harness import LiveWatch, converge, resyncs_alone, view_top
 from trio_books.venues.kraken import KRAKEN_SPOT
 
 VENUE = "kraken_spot"
@@ -117,16 +117,10 @@ async def test_fifty_books_on_one_connection_go_live_and_a_checksum_fault_resync
             await books.wait_live(VENUE)
         assert [(m, len(names)) for _, m, names in fake.book_requests] == [("subscribe", n)]
         sick = symbols[17]
-        healthy = [s for s in symbols if s != sick]
         entry = books.store.entry(VENUE, sick)
-        with LiveWatch(books.store, VENUE, healthy, served_ok=lambda e: not e.book.is_crossed()) as watch:
-            fake.corrupt_checksum_next(sick)
-            with trio.fail_after(30):
-                while not entry.resyncs:
-                    await trio.sleep(0.01)
-                await books.wait_live(VENUE, sick)
-            await trio.sleep(5)  # the stream goes on around the rebuilt book
-            await converge(view_top(books, VENUE, sick, 10), fake, sick, n=10)
+        # settle: the stream goes on around the rebuilt book
+        watch, _ = await resyncs_alone(books, fake, VENUE, sick, lambda: fake.corrupt_checksum_next(sick), converge_all=False,
+                                       timeout=30, settle=5, n=10)
         assert watch.not_live == [] and watch.bad_served == []
         for s in (symbols[0], symbols[-1]):
             await converge(view_top(books, VENUE, s, 10), fake, s, n=10)

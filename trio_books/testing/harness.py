@@ -99,6 +99,33 @@ class LiveWatch(trio.abc.Instrument):
         trio.lowlevel.remove_instrument(self)
 
 
+async def resyncs_alone(books, fake: FakeVenue, venue: str, sick: str, inject: Callable[[], Any], *, healthy=None,
+                        converge_all: bool = True, timeout: float = 60.0, settle: float = 0.0,
+                        n: int = 20) -> tuple["LiveWatch", float]:
+    """One book's fault, the shape of the book-domain tests: watching every other
+    book of the venue (or ``healthy``) at every scheduling step, and that no live
+    book is crossed, call ``inject()`` (make ``sick`` fail a check), wait until
+    ``sick`` was resynced and is live again, let the stream go on for ``settle``
+    seconds, then let the books equal the fake's true top ``n`` (all of them, or
+    only ``sick``). Returns the watch and how long ``sick`` took to come back
+    (from its fault)."""
+    entry = books.store.entry(venue, sick)
+    others = [s for s in books.store.symbols(venue) if s != sick] if healthy is None else list(healthy)
+    with LiveWatch(books.store, venue, others, served_ok=lambda e: not e.book.is_crossed()) as watch:
+        inject()
+        with trio.fail_after(timeout):
+            while not entry.resyncs:
+                await trio.sleep(0.01)
+            faulted = trio.current_time()
+            await books.wait_state(venue, sick, BookState.LIVE)
+        back = trio.current_time() - faulted
+        await trio.sleep(settle)
+        for symbol in (fake.symbols if converge_all else [sick]):
+            if (venue, symbol) in books.store:
+                await converge(view_top(books, venue, symbol, n), fake, symbol, n=n, timeout=30)
+    return watch, back
+
+
 async def refused_alone(books, fake: FakeVenue, venue: str, valid, refused: str, *, refusals: int = 3,
                         timeout: float = 300.0):
     """A symbol the venue refuses, configured beside ``valid`` ones: wait until the
