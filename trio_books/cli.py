@@ -51,6 +51,20 @@ def apply_overrides(config: Config, args: argparse.Namespace, environ: dict[str,
     return validate(attrs.evolve(config, service=attrs.evolve(config.service, **changes)))
 
 
+def run_serving(http: str, fn: Callable[..., Any], *args: Any) -> int:
+    """``trio.run(fn, *args)`` for a program that serves the HTTP API on ``http``:
+    when it cannot bind, one line and exit 2 instead of an exception-group traceback."""
+    try:
+        trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        exc = listen_error(group)
+        if exc is None:
+            raise
+        print(f"error: cannot listen on {http}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def listen_error(group: BaseExceptionGroup) -> OSError | None:
     """The OSError inside Trio's exception groups when the HTTP API cannot bind
     (port in use, a host that does not resolve, an address this machine lacks)."""
@@ -163,15 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tune_gc(config.service.gc_threshold)
     try:
-        trio.run(_run_service, config, recorder, lambda: apply_overrides(load_config(args.config), args))
+        return run_serving(config.service.http, _run_service, config, recorder, lambda: apply_overrides(load_config(args.config), args))
     except KeyboardInterrupt:
-        pass
-    except BaseExceptionGroup as group:
-        exc = listen_error(group)
-        if exc is None:
-            raise
-        print(f"error: cannot listen on {config.service.http}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return 0
     finally:
         if recorder is not None:
             recorder.close()

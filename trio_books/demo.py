@@ -4,7 +4,6 @@ service against them, so a newcomer sees the whole system work offline."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
 import trio
@@ -32,17 +31,9 @@ def run_demo(args: argparse.Namespace, apply_overrides: Callable[..., Config]) -
     base = load_config_text('[service]\nhttp = "127.0.0.1:8080"\n')
     service = apply_overrides(base, args).service
     setup_logging(service.log_level)
-    try:
-        trio.run(_demo, args, service.http, service.log_level, apply_overrides)
-    except BaseExceptionGroup as group:
-        from .cli import listen_error
+    from .cli import run_serving
 
-        exc = listen_error(group)
-        if exc is None:
-            raise
-        print(f"error: cannot listen on {service.http}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_serving(service.http, _demo, args, service.http, service.log_level, apply_overrides)
 
 
 async def _demo(args: argparse.Namespace, http: str, log_level: str, apply_overrides) -> None:
