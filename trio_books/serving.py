@@ -87,6 +87,10 @@ class Serving:
                 if mine.book.top_bids(COMPARED) != theirs.book.top_bids(COMPARED) or \
                         mine.book.top_asks(COMPARED) != theirs.book.top_asks(COMPARED):
                     fault = Disagreement(symbol, f"two connections disagree at update id {mine.update_id}")
+                    entry = self.entries[symbol]
+                    if entry.owner is self or entry.owner is peer:  # the served copy is one of the two: not live from this step
+                        entry.owner = None
+                        self.store.set_state(self.venue_id, [symbol], BookState.STALE, error=f"{fault.reason}: {fault}")
                     with contextlib.suppress(trio.WouldBlock):  # (a full channel: the peer overflows and restarts anyway)
                         peer.updates.send_nowait([fault])  # the peer's book task faults its own book, in order
                     self.fault(fault)

@@ -88,13 +88,18 @@ async def test_two_connections_that_disagree_are_both_rebuilt(nursery, autojump_
         return proto
 
     fake, books = await start(nursery, "binance_spot", attrs.evolve(base, connect=connect))
-    with LiveWatch(books.store, "binance_spot", ["BTCUSDT", "SOLUSDT"]) as watch:
+    entry = books.store.entry("binance_spot", "ETHUSDT")
+    copies = {id(k.syncs["ETHUSDT"].book) for k in entry.owner.group}  # the two books that will disagree
+
+    def not_a_disagreeing_copy(e) -> bool:  # once the disagreement is counted, neither copy is served, not for one step
+        return e.symbol != "ETHUSDT" or not e.resyncs.get("disagree") or id(e.book) not in copies
+
+    with LiveWatch(books.store, "binance_spot", ["BTCUSDT", "SOLUSDT"], served_ok=not_a_disagreeing_copy) as watch:
         altered["armed"] = True
-        entry = books.store.entry("binance_spot", "ETHUSDT")
         stats = books.store.venues["binance_spot"]
         with trio.fail_after(30):
             while stats.book_resyncs.get("disagree", 0) < 2:
                 await trio.sleep(0.05)
         await recover(books, fake, "binance_spot")
-    assert altered["done"] and watch.not_live == []
+    assert altered["done"] and watch.not_live == [] and watch.bad_served == []
     assert entry.resyncs == {"disagree": 2} and stats.failures == {}
