@@ -26,18 +26,13 @@ COMPARED = 10
 class Serving:
     """Ownership of the served books; state lives on the BookKeeper."""
 
-    def caught_up_with(self, other: "Serving") -> bool:
-        """Every book live here is at least at ``other``'s update id (ids that one
+    def _behind(self, symbol: str, other: "Serving") -> bool:
+        """This book has not yet reached ``other``'s update id for it (ids that one
         connection and the next share, as the venues' per-symbol ids are)."""
-        if not self.shared_ids:  # per-connection counters: nothing to compare
-            return True
-        for symbol, sync in self.syncs.items():
-            theirs = other.syncs.get(symbol)
-            if theirs is None or not theirs.live or theirs.update_id is None:
-                continue
-            if not sync.live or sync.update_id is None or sync.update_id < theirs.update_id:
-                return False
-        return True
+        mine, theirs = self.syncs[symbol], other.syncs.get(symbol)
+        if not self.shared_ids or theirs is None or not theirs.live or theirs.update_id is None:
+            return False
+        return not mine.live or mine.update_id is None or mine.update_id < theirs.update_id
 
     def _claim(self, symbol: str) -> None:
         """Serve this keeper's live book of ``symbol`` from now on (one step)."""
@@ -53,11 +48,19 @@ class Serving:
                 return peer
         return None
 
-    def take_over(self) -> None:
-        """Serve every book live here (a planned hand-over: synchronous, one step)."""
+    def take_over(self, old: "Serving | None" = None) -> int:
+        """Serve the books live here (a planned hand-over, each book in one step);
+        with ``old``, only those that reached its update id, so that no book goes
+        back. Returns how many books are left behind."""
+        left = 0
         for symbol, sync in self.syncs.items():
-            if sync.live:
+            if not sync.live or self.entries[symbol].owner is self:
+                continue
+            if old is not None and self._behind(symbol, old):
+                left += 1
+            else:
                 self._claim(symbol)
+        return left
 
     def release(self, why: str | None = None) -> None:
         """This connection ends: each book it serves passes to a connection that

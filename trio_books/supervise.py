@@ -29,8 +29,8 @@ from .venues import Venue
 DEGRADED_AFTER = 3
 """Consecutive failed attempts after which a venue reports ``degraded``."""
 CATCH_UP = 5.0
-"""Make-before-break: how long a synced replacement may take to reach the old
-connection's update ids before the books are handed over anyway."""
+"""Make-before-break: each book passes to the replacement once it reached the
+old connection's update id for it; after this long the rest pass anyway."""
 
 
 def connection_groups(symbols: Sequence[str], per_connection: int) -> list[tuple[str, ...]]:
@@ -155,7 +155,8 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
                     continue
                 else:
                     with trio.move_on_after(CATCH_UP):  # no book may go back: the new one reaches the old one's ids first
-                        while not attempt.keeper.caught_up_with(current.keeper) and not attempt.done.is_set():
+                        # each book is handed over as soon as it reached the old one's update id
+                        while attempt.keeper.take_over(current.keeper) and not attempt.done.is_set():
                             await trio.sleep(0.01)
                     log.info("connection {}: replacement synced; {} books handed over", index, len(symbols))
                     hand_over(attempt)

@@ -75,3 +75,20 @@ async def test_an_announced_disconnect_is_replaced_before_the_venue_cuts(vid, nu
         assert watch.not_live == [] and watch.bad_served == []
         stats = books.statistics()[vid]
         assert stats.failures == {"planned": 1} and fake.connections_accepted == 2
+
+
+async def test_two_hundred_books_change_connection_without_a_stale_or_backwards_read(nursery, autojump_clock, pacer):
+    """At scale the two connections' books are never all at the same ids at once:
+    each book passes over as soon as it reached the old one's update id."""
+    symbols = [f"S{i:03d}USDT" for i in range(200)]
+    fake = await nursery.start(fake_for("binance_spot")(symbols, rate=2, levels=10).serve)
+    cfg = load_config_text(fake.config_toml(depth=20, lifetime=20, audit_interval=0))  # replaced at 18 s
+    async with open_books(cfg) as books:
+        with trio.fail_after(120):
+            await books.wait_live("binance_spot")
+        with LiveWatch(books.store, "binance_spot", symbols, served_ok=never_backwards()) as watch:
+            with trio.fail_after(300):
+                while books.statistics()["binance_spot"].failures.get("planned", 0) < 1:
+                    await trio.sleep(1)
+        assert watch.not_live == [] and watch.bad_served == [], (watch.not_live[:3], watch.bad_served[:3])
+        assert books.statistics()["binance_spot"].failures == {"planned": 1} and len(fake.clients) == 1
