@@ -14,11 +14,10 @@ from typing import Any
 
 import attrs
 import trio
-from loguru import logger
 
 from .config import Config, ServiceConfig, load_config, parse_address, validate
 from .errors import ConfigError
-from .log import setup_logging
+from .log import named, setup_logging
 
 ENV_PREFIX = "TRIO_BOOKS_"
 
@@ -244,7 +243,7 @@ async def _run_service(config: Config, recorder=None, reload: Callable[[], Confi
 
     store = build_store(config)
     host, port = parse_address(config.service.http)
-    log = logger.bind(venue="service")
+    log = named("service")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(serve_http, build_app(store, service=config.service), host, port)  # an OSError: see listen_error

@@ -7,10 +7,9 @@ import argparse
 from collections.abc import Callable
 
 import trio
-from loguru import logger
 
 from .config import Config, load_config_text
-from .log import setup_logging
+from .log import named, setup_logging
 from .testing import fake_for
 from .venues import available
 
@@ -39,7 +38,7 @@ def run_demo(args: argparse.Namespace, apply_overrides: Callable[..., Config]) -
 async def _demo(args: argparse.Namespace, http: str, log_level: str, apply_overrides) -> None:
     from .cli import _run_service
 
-    log = logger.bind(venue="demo")
+    log = named("demo")
     async with trio.open_nursery() as nursery:
         tables = [f'[service]\nhttp = "{http}"\nlog_level = "{log_level}"\n']
         for vid in available():

@@ -10,7 +10,19 @@ from typing import Final
 
 from loguru import logger
 
-FORMAT: Final = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[venue]: <16} | {message}"
+FORMAT: Final = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {message}"
+
+
+def named(name: str):
+    """A logger whose every line starts with ``name:`` — a venue and connection
+    (``"binance_spot conn 2"``), ``"http"``, ``"sink:redis"``. The name is in the
+    text, so an application's own sink shows it too; it is also ``extra["venue"]``."""
+    prefix = f"{name}: "
+
+    def patch(record) -> None:
+        record["message"] = prefix + record["message"]
+
+    return logger.bind(venue=name).patch(patch)
 
 
 class _Intercept(logging.Handler):
@@ -19,14 +31,13 @@ class _Intercept(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.bind(venue=record.name[:16]).opt(exception=record.exc_info).log(level, record.getMessage())
+        named(record.name).opt(exception=record.exc_info).log(level, record.getMessage())
 
 
 def setup_logging(level: str = "INFO") -> None:
     """Send our logs and those of trio-websocket/httpx/hypercorn to stderr, one line each."""
     logger.remove()
     logger.enable("trio_books")  # the library is silent until an application enables it
-    logger.configure(extra={"venue": "-"})
     logger.add(sys.stderr, level=level.upper(), format=FORMAT, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_Intercept()], level=logging.WARNING, force=True)
     for name in ("trio-websocket", "httpx", "httpcore", "hypercorn.error", "hypercorn.access"):

@@ -32,12 +32,11 @@ from typing import Any, Final
 import attrs
 import orjson
 import trio
-from loguru import logger
 
 from .backoff import backoff_delay
 from .book import OrderBook
 from .errors import BadFrame, UnknownBook
-from .log import RateLimiter
+from .log import RateLimiter, named
 from .model import BookState
 from .runner import Books
 from .sinks.redis import INDEX_KEY, connect, in_thread, publisher_key, redacted, redis_errors, stream_keys
@@ -122,7 +121,7 @@ class RemoteReader:
         self._failures = 0
         self._next_discover = 0.0
         self._limiter = RateLimiter(window=60.0)
-        self._log = logger.bind(venue="remote")
+        self._log = named("remote")
         for venue, symbol in books or ():
             self._add(venue, symbol)
 

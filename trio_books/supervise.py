@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import trio
-from loguru import logger
 
 from .backoff import AttemptBudget, backoff_delay
 from .config import ServiceConfig, VenueConfig
 from .errors import AttemptFailure, SnapshotFailed
-from .log import RateLimiter
+from .log import RateLimiter, named
 from .model import BookState
 from .session import RestLimiter, VenueRuntime, run_attempt
 from .store import BookStore
@@ -127,9 +126,9 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
     its books, hands the served books over in one step, and only then closes
     the old connection (make-before-break)."""
     venue, store, stats, cfg = rt.venue, rt.store, rt.stats, rt.cfg
-    log = logger.bind(venue=venue.id)
+    log = named(f"{venue.id} conn {index}")  # every line names the venue and the connection
     if cfg.redundancy > 1:
-        await run_hot_standby(rt, symbols, index, log)
+        await run_hot_standby(rt, symbols, index)
         return
     limiter = RateLimiter(window=60.0)
     failures = 0
@@ -146,11 +145,11 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
             if current is not None:  # make-before-break: the old connection serves meanwhile
                 await _wait_any(attempt.synced, attempt.done, current.done)
                 if current.done.is_set():  # the venue ended the old one first: serve what the new one has
-                    _ended(rt, current, index, limiter, log, 1)
+                    _ended(rt, current, limiter, log, 1)
                     if not attempt.done.is_set():
                         hand_over(attempt)  # (its books were already taken as they went live)
                 elif attempt.done.is_set():  # the replacement failed: the old one still serves
-                    _ended(rt, attempt, index, limiter, log, 1)
+                    _ended(rt, attempt, limiter, log, 1)
                     await trio.sleep(backoff_delay(1, base=cfg.backoff_base, cap=cfg.backoff_cap))
                     continue
                 else:
@@ -158,7 +157,7 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
                         # each book is handed over as soon as it reached the old one's update id
                         while attempt.keeper.take_over(current.keeper) and not attempt.done.is_set():
                             await trio.sleep(0.01)
-                    log.info("connection {}: replacement synced; {} books handed over", index, len(symbols))
+                    log.info("replacement synced; {} books handed over", len(symbols))
                     hand_over(attempt)
                     current.scope.cancel()
                     await current.done.wait()
@@ -169,11 +168,11 @@ async def run_connection_forever(rt: VenueRuntime, symbols: tuple[str, ...], ind
             await _wait_any(attempt.planned, attempt.done, deadline=planned_at)
             if not attempt.done.is_set():  # planned: open the replacement now
                 attempt.plan_end(attempt.planned_why or f"lifetime of {lifetime:g} s nearly used up")
-                log.info("connection {}: {}; opening its replacement first", index, attempt.planned_why)
+                log.info("{}; opening its replacement first", attempt.planned_why)
                 continue
             healthy = trio.current_time() - attempt.began >= cfg.healthy_after
             failures = 1 if healthy else failures + 1
-            delay = _ended(rt, attempt, index, limiter, log, failures)
+            delay = _ended(rt, attempt, limiter, log, failures)
             current = None
             await trio.sleep(delay if math.isfinite(delay) else cfg.backoff_cap)
 
@@ -209,7 +208,7 @@ async def _run(rt: VenueRuntime, symbols: tuple[str, ...], attempt: Attempt, log
         attempt.done.set()
 
 
-def _ended(rt: VenueRuntime, attempt: Attempt, index: int, limiter: RateLimiter, log, failures: int) -> float:
+def _ended(rt: VenueRuntime, attempt: Attempt, limiter: RateLimiter, log, failures: int) -> float:
     """Count and log how ``attempt`` ended; return the delay before the next one."""
     stats, cfg = rt.stats, rt.cfg
     if attempt.failure is None:  # run_attempt only returns if a task returned early; treat as a close
@@ -231,11 +230,11 @@ def _ended(rt: VenueRuntime, attempt: Attempt, index: int, limiter: RateLimiter,
             more += f"; degraded after {stats.consecutive_failures} failures in a row"
         # a bug (reason "error") comes with its traceback, once per distinct failure
         bug = attempt.failure if reason == "error" else None
-        log.opt(exception=bug).log(level, "connection {} ended ({}): {}{}; retry in {:.1f} s", index, reason, message, more, delay)
+        log.opt(exception=bug).log(level, "connection ended ({}): {}{}; retry in {:.1f} s", reason, message, more, delay)
     return delay
 
 
-async def run_hot_standby(rt: VenueRuntime, symbols: tuple[str, ...], index: int, log) -> None:
+async def run_hot_standby(rt: VenueRuntime, symbols: tuple[str, ...], index: int) -> None:
     """``redundancy = 2``: two independent connections keep the same books, each
     restarted on its own. Each book is served from a connection that has it live
     (a fault on one passes the book to the other in the same step, see
@@ -244,11 +243,12 @@ async def run_hot_standby(rt: VenueRuntime, symbols: tuple[str, ...], index: int
     group: list = []
     async with trio.open_nursery() as nursery:
         for lane in range(rt.cfg.redundancy):
-            nursery.start_soon(_lane, rt, symbols, index, lane, group, log, name=f"{rt.venue.id}:conn{index}:lane{lane}")
+            nursery.start_soon(_lane, rt, symbols, index, lane, group, name=f"{rt.venue.id}:conn{index}:lane{lane}")
 
 
-async def _lane(rt: VenueRuntime, symbols: tuple[str, ...], index: int, lane: int, group: list, log) -> None:
+async def _lane(rt: VenueRuntime, symbols: tuple[str, ...], index: int, lane: int, group: list) -> None:
     stats, cfg = rt.stats, rt.cfg
+    log = named(f"{rt.venue.id} conn {index}/{lane}")
     limiter = RateLimiter(window=60.0)
     failures = 0
     first = True
@@ -264,5 +264,5 @@ async def _lane(rt: VenueRuntime, symbols: tuple[str, ...], index: int, lane: in
                 continue
             healthy = trio.current_time() - attempt.began >= cfg.healthy_after
             failures = 1 if healthy else failures + 1
-            delay = _ended(rt, attempt, f"{index}/{lane}", limiter, log, failures)
+            delay = _ended(rt, attempt, limiter, log, failures)
             await trio.sleep(delay if math.isfinite(delay) else cfg.backoff_cap)

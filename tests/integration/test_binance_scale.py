@@ -42,7 +42,7 @@ def snapshot_refetches() -> Iterator[list[str]]:
     """The symbols whose snapshot the core fetched again because it was older
     than the buffered stream (it logs each at DEBUG)."""
     seen: list[str] = []
-    sink = logger.add(lambda m: seen.append(m.record["message"].split(":")[0]), level="DEBUG",
+    sink = logger.add(lambda m: seen.append(m.record["message"].split(": ")[1]), level="DEBUG",
                       filter=lambda r: "older than the first buffered event" in r["message"])
     try:
         yield seen

@@ -13,12 +13,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from loguru import logger
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import ServiceConfig
 from ..errors import UnknownBook
-from ..log import RateLimiter
+from ..log import RateLimiter, named
 from ..model import BookState
 from ..runner import venue_statistics
 from ..store import BookStore
@@ -184,7 +183,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
     async def server_error(request: Request, exc: Exception) -> JSON:
         """A bug: logged with its traceback (once per distinct error a minute), answered in JSON."""
         if errors_logged.check((type(exc).__name__, str(exc)[:200])) is not None:
-            logger.bind(venue="http").opt(exception=exc).error("{} {} failed: {}: {}", request.method, request.url.path,
+            named("http").opt(exception=exc).error("{} {} failed: {}: {}", request.method, request.url.path,
                                                                type(exc).__name__, str(exc)[:200])
         return _error(500, "internal error (logged)")
 

@@ -51,12 +51,11 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 import orjson
 import trio
-from loguru import logger
 
 from ..backoff import backoff_delay
 from ..config import RedisSinkConfig
 from ..errors import ConfigError
-from ..log import RateLimiter
+from ..log import RateLimiter, named
 from ..model import BookState, Level
 from ..store import LATENCY_BUCKETS, BookEntry, BookStore, LatencyHistogram
 
@@ -396,7 +395,7 @@ class RedisSink:
         self._failures = 0
         self._next_heartbeat = 0.0
         self._limiter = RateLimiter(window=60.0)
-        self._log = logger.bind(venue="sink:redis")
+        self._log = named("sink:redis")
 
     # --- marking ----------------------------------------------------------------------
     def mark(self, pub: _Pub) -> None:
