@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import pytest
 import trio
 
 from trio_books import load_config_text
+from trio_books.demo import DEMO_SYMBOLS
 from trio_books.model import BookState
 from trio_books.record import Recorder, read_records, replay
 from trio_books.runner import build_store, run_venues
-from trio_books.testing import FakeBinanceSpot
+from trio_books.testing import FakeBinanceSpot, fake_for
 from trio_books.testing.harness import converge
-from trio_books.venues import ConnectionSpec
+from trio_books.venues import ConnectionSpec, available
 
 
 async def test_record_then_replay_reproduces_books_and_failures(nursery, tmp_path):
@@ -97,12 +100,10 @@ def _write_small_recording(rec: Recorder) -> None:
                   f'"U":{u},"u":{u},"b":[["100.0","{u}"]],"a":[]}}}}')
 
 
-def test_a_recording_cut_by_a_kill_replays_every_complete_line_and_says_where_it_ended(tmp_path, monkeypatch):
-    import trio_books.record as record_mod
-
-    monkeypatch.setattr(record_mod, "FLUSH_EVERY", 0.0)  # every write is flushed (the bound is 1 s by default)
+def test_a_recording_cut_by_a_kill_replays_every_complete_line_and_says_where_it_ended(tmp_path):
     rec = Recorder(str(tmp_path / "rec"))
     _write_small_recording(rec)
+    rec.flush()  # what the writer task does every second
     (path,) = rec.files
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(open(path, "rb").read())  # what a SIGKILL leaves: flushed data, no gzip trailer
@@ -127,3 +128,89 @@ def test_damaged_lines_and_empty_recordings_are_said_and_exit_1(tmp_path):
     empty.write_text("")
     res = subprocess.run([sys.executable, "-m", "trio_books", "replay", str(empty)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "holds no connection" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def nine_venues(tmp_path_factory) -> list[dict]:
+    """A recording of every venue's fake, two books each, all live then 3 s of traffic."""
+    out = tmp_path_factory.mktemp("rec")
+
+    async def record() -> list[str]:
+        async with trio.open_nursery() as nursery:
+            tables = []
+            for vid in available():
+                fake = await nursery.start(fake_for(vid)(DEMO_SYMBOLS[vid], rate=50).serve)
+                tables.append(fake.config_toml(backoff_base=0.05, backoff_cap=0.1))
+            cfg = load_config_text("\n".join(tables))
+            store = build_store(cfg)
+            rec = Recorder(str(out))
+            async with trio.open_nursery() as inner:
+                await inner.start(rec.run)
+                inner.start_soon(run_venues, cfg, store, rec)
+                with trio.fail_after(30):
+                    while not all(e.state is BookState.LIVE for e in store.entries()):
+                        await store.wait_change()
+                await trio.sleep(3)  # traffic to replay, not synchronisation
+                inner.cancel_scope.cancel()
+            rec.close()
+            nursery.cancel_scope.cancel()
+        return rec.files
+
+    return list(read_records(trio.run(record)))
+
+
+def test_every_venue_recorded_replays_live_with_no_failure(nine_venues):
+    """BingX included: its subscribe requests are replayed, so its acks (matched by
+    request id) make its pushes ours (they were all dropped as unrequested)."""
+    live = {(r["venue"], r["symbol"]) for r in nine_venues if r["dir"] == "live"}
+    results = replay(nine_venues)
+    assert set(results) == live and len(live) == 2 * len(available())
+    for key, r in results.items():
+        assert r.live and not r.failures, (key, r)
+        assert r.applied + r.snapshots > 10
+
+
+def test_ten_deleted_lines_are_one_failure_per_book(nine_venues):
+    """A gap is counted once, with the resync it needs — not once per event after it."""
+    by_venue: dict[str, list[int]] = {}
+    for i, r in enumerate(nine_venues):
+        if r["dir"] == "rx":
+            by_venue.setdefault(r["venue"], []).append(i)
+    drop = {i for idx in by_venue.values() for i in idx[len(idx) // 2: len(idx) // 2 + 10]}
+    results = replay(r for i, r in enumerate(nine_venues) if i not in drop)
+    for (venue, symbol), r in results.items():
+        if venue == "bingx_spot":  # full snapshots only: nothing to lose
+            assert not r.failures
+        else:
+            assert sum(r.failures.values()) == 1, (venue, symbol, r.failures)
+
+
+def test_a_book_live_in_the_recording_and_never_live_in_replay_fails(nine_venues, tmp_path):
+    """Binance's snapshots taken out: the books cannot sync, and that is a failure, exit 1."""
+    kept = [r for r in nine_venues if not (r["venue"] == "binance_spot" and r["dir"] == "rest")]
+    results = replay(kept)
+    assert results[("binance_spot", "BTCUSDT")].failures == {"never_live": 1}
+    path = tmp_path / "no-snapshots.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    res = subprocess.run([sys.executable, "-m", "trio_books", "replay", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "binance_spot BTCUSDT: not live" in res.stdout and "never_live=1" in res.stdout
+
+
+async def test_the_recorder_writes_from_its_own_task_and_marks_what_it_dropped(tmp_path, monkeypatch):
+    import trio_books.record as record_mod
+
+    monkeypatch.setattr(record_mod, "FLUSH_EVERY", 0.01)
+    rec = Recorder(str(tmp_path / "rec"), max_pending=2_000)
+    _write_small_recording(rec)  # 32 records, ~4 kB: the queue holds about half
+    assert rec.files == [] and rec.dropped > 0  # nothing touched the disk from the caller
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rec.run)
+        with trio.fail_after(10):
+            while not rec.files:  # the writer thread's first batch
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    rec.close()
+    damage: list[str] = []
+    records = list(read_records(rec.files, damage))
+    assert any(r["dir"] == "dropped" for r in records)
+    assert damage and "the recorder dropped" in damage[0]

@@ -249,6 +249,8 @@ async def _run_service(config: Config, recorder=None, reload: Callable[[], Confi
             binds = await nursery.start(serve_http, build_app(store, service=config.service), host, port)  # an OSError: see listen_error
             if not is_loopback(host) and not config.service.auth_token:
                 log.warning("HTTP API bound to {} (not loopback) without service.auth_token: open to other hosts", host)
+            if recorder is not None:
+                await nursery.start(recorder.run)  # writes in a worker thread, never from the read loop
             runner = await nursery.start(VenueRunner(store, recorder).run, config)
             venues = ", ".join(f"{v} ({len(c.symbols)})" for v, c in config.enabled_venues()) or "none"
             log.info("trio-books started: http {}; venues {}", " ".join(binds), venues)

@@ -255,6 +255,8 @@ class BookKeeper(LiveUpkeep, Serving):
             self.was_live.add(symbol)
             self.rt.rejected_delay.pop(symbol, None)
             self.log.log(level, "{} live ({} bids, {} asks)", symbol, len(sync.book.bids), len(sync.book.asks))
+            if self.rt.recorder is not None:
+                self.rt.recorder.live(self.venue_id, self.rec_id, symbol)
             self._changed()
             self._check_synced()
         elif entry.book is not sync.book and entry.owner is self:

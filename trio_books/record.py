@@ -10,9 +10,13 @@ A recording is JSON lines, one record per line (the format of the captures in
     {"ts": …, "venue": …, "conn": 3, "dir": "rx",   "frame": "<text received>"}        # or "frame_b64" for binary
     {"ts": …, "venue": …, "conn": 3, "dir": "rest", "url": "https://…", "symbol": "BTCUSDT", "frame": "<body>"}
 
-Files rotate at ``max_bytes`` (uncompressed) and are gzip-compressed, with a
-sync flush at least every :data:`FLUSH_EVERY` seconds: a recorder killed at any
-moment loses about a second, and every complete line before that is readable.
+    {"ts": …, "venue": …, "conn": 3, "dir": "live", "symbol": "BTCUSDT"}               # the book went live
+    {"ts": …, "dir": "dropped", "count": 120}                                         # the disk fell behind
+
+Files rotate at ``max_bytes`` (uncompressed) and are gzip-compressed, written by
+a worker thread with a sync flush every :data:`FLUSH_EVERY` seconds: a recorder
+killed at any moment loses about a second, and every complete line before that
+is readable.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import attrs
+import trio
 
 from .errors import AttemptFailure, BadFrame, BookFault, SnapshotUnusable
+from .log import named
 from .model import Delta, Snapshot
 from .sync import SnapshotTooOld, SymbolSync
 from .venues import ConnectionSpec, get_venue
@@ -40,17 +46,28 @@ FLUSH_EVERY = 1.0
 
 
 class Recorder:
-    """Appends records to rotating gzip JSON-lines files in ``out_dir``."""
+    """Appends records to rotating gzip JSON-lines files in ``out_dir``.
 
-    def __init__(self, out_dir: str, *, max_bytes: int = 256 * 2**20, compress: bool = True) -> None:
+    :meth:`frame` only queues a line (it is called from the read loop); the
+    :meth:`run` task writes and flushes the queue in a worker thread every
+    :data:`FLUSH_EVERY` seconds, so compression and disk never block the feeds.
+    The queue is bounded (``max_pending`` bytes): past it, records are dropped,
+    counted, and the recording says where (a ``"dir": "dropped"`` line)."""
+
+    def __init__(self, out_dir: str, *, max_bytes: int = 256 * 2**20, compress: bool = True,
+                 max_pending: int = 64 * 2**20) -> None:
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
         self.max_bytes = max_bytes
         self.compress = compress
+        self.max_pending = max_pending
         self._fh: IO[str] | None = None
         self._written = 0
         self._part = 0
-        self._flushed = time.monotonic()
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._dropping = 0  # records dropped since the last line that says so
+        self.dropped = 0
         self.files: list[str] = []
 
     def _open(self) -> IO[str]:
@@ -64,14 +81,47 @@ class Recorder:
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        if self._fh is None or self._written + len(line) > self.max_bytes:
-            self.close()
-            self._fh = self._open()
-        self._fh.write(line)
-        self._written += len(line)
-        now = time.monotonic()
-        if now - self._flushed >= FLUSH_EVERY:
-            self._flushed = now
+        if self._pending_bytes + len(line) > self.max_pending:
+            self._dropping += 1
+            self.dropped += 1
+            return
+        if self._dropping:
+            self._mark_dropped()
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write what is queued, every :data:`FLUSH_EVERY` seconds, until cancelled
+        (:meth:`close` writes the rest)."""
+        log = named("recorder")
+        reported = 0
+        task_status.started()
+        while True:
+            await trio.sleep(FLUSH_EVERY)
+            if self._pending or self._dropping:
+                await trio.to_thread.run_sync(self._write_lines, self._take())
+            if self.dropped > reported:
+                log.warning("the disk is behind the feeds: {} records dropped so far (the recording marks where)", self.dropped)
+                reported = self.dropped
+
+    def _mark_dropped(self) -> None:
+        self._pending.append(json.dumps({"ts": time.time(), "dir": "dropped", "count": self._dropping}) + "\n")
+        self._dropping = 0
+
+    def _take(self) -> list[str]:
+        if self._dropping:
+            self._mark_dropped()
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        return batch
+
+    def _write_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            if self._fh is None or self._written + len(line) > self.max_bytes:
+                self._close_file()
+                self._fh = self._open()
+            self._fh.write(line)
+            self._written += len(line)
+        if self._fh is not None:
             self._fh.flush()  # gzip: a sync point, readable however the process ends
 
     def frame(self, venue: str, conn: int, direction: str, raw: str | bytes, **extra: Any) -> None:
@@ -94,7 +144,20 @@ class Recorder:
         self.frame(venue, conn, "connect", "", url=url, symbols=list(spec.symbols), depth=spec.depth, options=dict(spec.options))
         return conn
 
+    def live(self, venue: str, conn: int, symbol: str) -> None:
+        """The book went live on this connection: replay must get it live too."""
+        self.write({"ts": time.time(), "venue": venue, "conn": conn, "dir": "live", "symbol": symbol})
+
+    def flush(self) -> None:
+        """Write and sync what is queued now, blocking (the end of a run; tests)."""
+        if self._pending or self._dropping:
+            self._write_lines(self._take())
+
     def close(self) -> None:
+        self.flush()
+        self._close_file()
+
+    def _close_file(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
@@ -117,6 +180,8 @@ def read_records(paths: Iterable[str], damage: list[str] | None = None) -> Itera
                         rec = json.loads(line)
                     except json.JSONDecodeError:
                         rec = None
+                    if type(rec) is dict and rec.get("dir") == "dropped":
+                        notes.append(f"{path}:{n}: the recorder dropped {rec.get('count')} records here (the disk fell behind)")
                     if type(rec) is not dict:
                         if line.endswith("\n"):
                             notes.append(f"{path}:{n}: not a JSON object (skipped)")
@@ -145,6 +210,7 @@ class BookResult:
     crossed: int = 0
     failures: Counter = attrs.field(factory=Counter)
     live: bool = False
+    went_live: bool = False
     best_bid: tuple[str, str] | None = None
     best_ask: tuple[str, str] | None = None
 
@@ -153,6 +219,7 @@ class _Conn:
     def __init__(self, rec: dict[str, Any]) -> None:
         self.venue = get_venue(rec["venue"])
         self.spec = ConnectionSpec("", "", tuple(rec["symbols"]), int(rec["depth"]), rec.get("options") or {})
+        self.faulted: set[str] = set()  # failed, and not live again since: later faults are its consequences
         self.reset()
 
     def reset(self) -> None:
@@ -172,6 +239,7 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
     """
     conns: dict[Any, _Conn] = {}
     results: dict[tuple[str, str], BookResult] = {}
+    live_in_recording: set[tuple[str, str]] = set()
 
     def result(venue: str, symbol: str) -> BookResult:
         key = (venue, symbol)
@@ -182,6 +250,9 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
     def fail(conn: _Conn, symbols: Iterable[str], exc: Exception) -> None:
         reason = exc.reason if isinstance(exc, AttemptFailure) else "error"
         for s in symbols:
+            if s in conn.faulted:  # one gap is one failure, not every event after it
+                continue
+            conn.faulted.add(s)
             r = result(conn.venue.id, s)
             r.failures[reason] += 1
             if reason == "crossed":
@@ -190,6 +261,11 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
             conn.syncs[exc.symbol] = conn.new_sync(exc.symbol)
         else:
             conn.reset()
+
+    def seen_live(conn: _Conn, r: BookResult, sync: SymbolSync) -> None:
+        if sync.live:
+            r.went_live = True
+            conn.faulted.discard(r.symbol)
 
     for rec in records:
         key = (rec.get("venue"), rec.get("conn"))
@@ -202,6 +278,14 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
         conn = conns.get(key)
         if conn is None:
             continue
+        if direction == "live":
+            live_in_recording.add((conn.venue.id, rec.get("symbol")))
+            continue
+        if direction == "tx":
+            sent = getattr(conn.proto, "sent", None)
+            if sent is not None and isinstance(rec.get("frame"), str):
+                sent(rec["frame"])
+            continue
         if direction == "rest":
             symbol = rec.get("symbol")
             sync = conn.syncs.get(symbol)
@@ -210,7 +294,9 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
             try:
                 snap = conn.proto.parse_snapshot(symbol, raw_of(rec) if isinstance(raw_of(rec), bytes) else raw_of(rec).encode())
                 sync.on_snapshot(snap)
-                result(conn.venue.id, symbol).snapshots += 1
+                r = result(conn.venue.id, symbol)
+                r.snapshots += 1
+                seen_live(conn, r, sync)
             except SnapshotTooOld:
                 continue
             except Exception as exc:  # noqa: BLE001 - counted and resynced
@@ -248,6 +334,7 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
                         r.checksums_ok += 1
                 elif sync.live:
                     r.skipped += 1
+                seen_live(conn, r, sync)
             except SnapshotTooOld:
                 continue
             except BookFault as exc:
@@ -260,6 +347,9 @@ def replay(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], BookResul
             r = result(conn.venue.id, s)
             r.live = sync.live
             r.best_bid, r.best_ask = sync.book.best_bid(), sync.book.best_ask()
+    for key in live_in_recording:  # live when recorded, never live here: the replay cannot rebuild it
+        if key in results and not results[key].went_live:
+            results[key].failures["never_live"] += 1
     return results
 
 

@@ -110,6 +110,11 @@ class FeedProtocol(Protocol):
 
     def parse(self, raw: str | bytes) -> list[Parsed]: ...
 
+    def sent(self, frame: str) -> None:
+        """Replay only: a request this connection sent in the recording, so the
+        answers that name its id are understood (the live feed learns its own
+        requests when it makes them)."""
+
     def new_sequencer(self, symbol: str) -> Sequencer: ...
 
     def snapshot_url(self, symbol: str) -> str: ...

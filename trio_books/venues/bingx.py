@@ -139,6 +139,14 @@ class BingxFeed:
         next good one rebuilds it. A refused topic is asked for again."""
         return [] if unsubscribe else [self._sub(f"{symbol.upper()}@depth{self.spec.depth}")]
 
+    def sent(self, frame: str) -> None:
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return
+        if type(msg) is dict and msg.get("reqType") == "sub" and msg.get("dataType") in self._by_topic:
+            self._topic_by_id[str(msg.get("id"))] = msg["dataType"]
+
     def parse(self, raw: str | bytes) -> list[Parsed]:
         if not isinstance(raw, (bytes, bytearray)):
             raise BadFrame("text frame: BingX sends every frame as gzip-compressed binary")

@@ -144,6 +144,14 @@ class BybitFeed:
         frame = orjson.dumps({"req_id": req_id, "op": op, "args": args}).decode()
         return Subscription(frame, tuple(self._by_topic[t] for t in args))
 
+    def sent(self, frame: str) -> None:
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return
+        if type(msg) is dict and type(msg.get("req_id")) is str and type(msg.get("args")) is list:
+            self._requests[msg["req_id"]] = (str(msg.get("op")), [str(a) for a in msg["args"]])
+
     # --- inbound --------------------------------------------------------------------
     def parse(self, raw: str | bytes) -> list[Parsed]:
         msg = orjson.loads(raw)
