@@ -5,7 +5,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY trio_books ./trio_books
 RUN python -m venv /opt/trio-books \
- && /opt/trio-books/bin/pip install --no-cache-dir ".[redis]"
+ && /opt/trio-books/bin/pip install --no-cache-dir .
 
 FROM python:3.12-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin trio-books

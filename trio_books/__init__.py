@@ -27,8 +27,8 @@ from .errors import (
 )
 from .gcpolicy import tune_gc
 from .model import BookState, Level
-from .runner import Books, VenueStatistics, open_books
 from .remote import RemoteBooks, open_remote_books
+from .runner import Books, VenueStatistics, open_books
 from .store import BookView
 
 __all__ = [

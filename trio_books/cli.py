@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-
 from typing import Any
 
 import attrs
@@ -171,8 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         recorder = Recorder(args.out, max_bytes=int(args.max_mb * 2**20))
     if config.service.gc_threshold:
         from . import runner  # noqa: F401  (imported now, so start-up's objects are frozen too)
-        from .serve import app  # noqa: F401
         from .gcpolicy import tune_gc
+        from .serve import app  # noqa: F401
 
         tune_gc(config.service.gc_threshold)
     try:

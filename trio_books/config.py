@@ -15,7 +15,11 @@ from urllib.parse import urlsplit
 
 import attrs
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
 
 from .errors import ConfigError
 
@@ -367,11 +371,6 @@ def load_config_text(text: str) -> Config:
         for name in ("depth", "maxlen", "snapshot_every", "queue"):
             if getattr(redis_cfg, name) < 1:
                 raise ConfigError(f"sinks.redis.{name}: must be at least 1, got {getattr(redis_cfg, name)}")
-        if redis_cfg.enabled:
-            import importlib.util
-
-            if importlib.util.find_spec("redis") is None:
-                raise ConfigError('sinks.redis: the redis client library is not installed (pip install "trio-books[redis]")')
         sinks = SinksConfig(redis=redis_cfg)
     return validate(Config(service=service, venues=venues, sinks=sinks))
 

@@ -37,13 +37,22 @@ from typing import Any
 import trio
 
 from .audit import Audit
-from .errors import (AttemptFailure, BookFault, ChannelOverflow, ResyncLimit, SequenceGap, ShallowBook, SnapshotUnusable,
-                     SymbolRejected, VenueRejected)
+from .errors import (
+    AttemptFailure,
+    BookFault,
+    ChannelOverflow,
+    ResyncLimit,
+    SequenceGap,
+    ShallowBook,
+    SnapshotUnusable,
+    SymbolRejected,
+    VenueRejected,
+)
 from .log import RateLimiter
 from .model import BookState, Delta, Snapshot
 from .rest import fetch_snapshot
-from .sync import SnapshotTooOld, SymbolSync
 from .serving import Serving
+from .sync import SnapshotTooOld, SymbolSync
 from .upkeep import Fetched, LiveUpkeep
 
 FIRST_SNAPSHOT_DELAY = 1.0

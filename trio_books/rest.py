@@ -11,7 +11,13 @@ from collections import deque
 
 import trio
 
-from .errors import AttemptFailure, BookFault, SnapshotFailed, SnapshotUnusable, SymbolRejected
+from .errors import (
+    AttemptFailure,
+    BookFault,
+    SnapshotFailed,
+    SnapshotUnusable,
+    SymbolRejected,
+)
 from .model import Snapshot
 from .transport import fetch
 

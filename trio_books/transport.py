@@ -12,7 +12,13 @@ from typing import Protocol
 
 import httpx
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from .errors import SnapshotFailed, VenueClosed, VenueRejected
 

@@ -119,17 +119,3 @@ def test_metric_families_render_as_prometheus_text():
     assert 'trio_books_redis_publish_latency_seconds_bucket{le="0.0025"} 1.0' in text
     assert list(sink_metric_families(None)) == []
     assert stats.to_json()["messages"] == 3
-
-
-async def test_in_thread_returns_and_raises_plainly():
-    import pytest
-
-    from trio_books.sinks.redis import in_thread
-
-    assert await in_thread(lambda a, b: a + b, 1, 2) == 3
-
-    def boom():
-        raise ValueError("x")
-
-    with pytest.raises(ValueError):  # the error itself, not an exception group
-        await in_thread(boom)

@@ -9,11 +9,11 @@ import orjson
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import ServiceConfig
 from ..errors import UnknownBook
@@ -23,6 +23,7 @@ from ..runner import venue_statistics
 from ..store import BookStore
 from .metrics import ClientCounts, build_registry
 from .stream import MAX_DEPTH_PARAM, StreamHub
+
 
 def depth_param(raw: str) -> int | None:
     """A ``depth`` query value: ASCII digits only (``str.isdigit`` also takes

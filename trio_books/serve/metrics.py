@@ -6,7 +6,11 @@ import time
 from collections.abc import Iterator
 
 import trio
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import CollectorRegistry
 
 from ..model import BookState

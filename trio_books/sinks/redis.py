@@ -1,37 +1,15 @@
 """Redis Streams sink: every book of this instance, published to Redis.
 
-Layout (``{venue}``/``{symbol}`` are the venue id and the venue's own symbol)::
-
-    books:{venue}:{symbol}:updates     stream: every message of the book, in order
-    books:{venue}:{symbol}:snapshots   stream: the latest few full snapshots (exact MAXLEN 5)
-    books:index                        hash: "{venue}:{symbol}" -> JSON {venue, symbol, shard, publisher, updates, snapshots, depth}
-    books:publisher:{publisher}        string with a 5 s TTL, refreshed every second while the sink runs
-
-Each stream entry is a flat map of text fields:
-
-* ``type``: ``snapshot`` (a full top-``depth`` book, or an empty one with a state other than live)
-  or ``update`` (the levels that changed since the previous message; quantity ``"0"`` removes);
-* ``seq``: this book's message number, 1, 2, 3 … per ``publisher``. A consumer that sees a
-  number skipped (or a new ``publisher``) has missed something and re-reads the latest snapshot;
-* ``publisher``: one id per sink run (the sequence starts again with a new id);
-* ``state`` (snapshots): ``live``, ``syncing``, ``stale`` or ``rejected``: every state change is a snapshot,
-  so a consumer always knows when a book is not live;
-* ``bids``/``asks``: JSON arrays of ``[price, qty]``, the venue's exact decimal strings;
-* ``version`` (the book's own change counter), ``update_id``, ``exchange_ts``, ``received_ts``,
-  ``ts`` (wall clock when published).
-
-A snapshot is written to both streams at once (by the batch's Lua script, see below); its copy in the
-``snapshots`` stream has an extra field ``uid``, the id of the same message in ``updates``, so
-a consumer starts from the latest snapshot and reads ``updates`` after ``uid``.
+Layout: :mod:`trio_books.sinks.layout`.
 
 Publishing never blocks the feeds. One watcher task per book marks the book pending when it
 changes (conflated: a book is pending once, however often it changed); one publisher task
 takes the pending books, encodes each as the difference between what it last published and
 the book now (latest state wins, nothing is lost: the difference is exact), and writes the
-batch from a worker thread (the ``redis`` client is synchronous) as one pipeline of two
-commands: one ``EVAL`` of a small Lua script that does every ``XADD ... MAXLEN ~`` of the batch
-(so a batch is written whole, and the thread parses one reply, not hundreds, while it competes
-with the feeds for the GIL) and the heartbeat ``SET``. While a batch is in flight, changes
+batch over its own Trio connection (:mod:`trio_books.resp`, no worker thread) as one
+pipeline of two commands: one ``EVAL`` of a small Lua script that does every
+``XADD ... MAXLEN ~`` of the batch (so a batch is written whole, with one reply) and the
+heartbeat ``SET``. While a batch is in flight, changes
 simply accumulate. A snapshot is published instead of an update when the book
 (re)goes live or changes state, after ``snapshot_every`` updates, when the difference is larger
 than the book, for a book that overflowed the bounded pending queue (``queue``), and for every
@@ -41,12 +19,9 @@ kept at ``store.sinks["redis"]``. Redis failures are retried with backoff; the b
 
 from __future__ import annotations
 
-import collections
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import orjson
@@ -54,15 +29,21 @@ import trio
 
 from ..backoff import backoff_delay
 from ..config import RedisSinkConfig
-from ..errors import ConfigError
 from ..log import RateLimiter, named
 from ..model import BookState, Level
-from ..store import LATENCY_BUCKETS, BookEntry, BookStore, LatencyHistogram
+from ..resp import RedisConnection, RedisConnectionError, RedisError, pack
+from ..store import BookEntry, BookStore
+from .layout import (
+    INDEX_KEY,
+    SNAPSHOTS_KEPT,
+    book_key,
+    diff_side,
+    publisher_key,
+    redacted,
+    stream_keys,
+)
+from .redis_stats import RedisSinkStats, sink_metric_families
 
-PREFIX: Final = "books"
-INDEX_KEY: Final = f"{PREFIX}:index"
-SNAPSHOTS_KEPT: Final = 5
-"""Exact MAXLEN of each ``snapshots`` stream (a consumer only needs the latest)."""
 HEARTBEAT_INTERVAL: Final = 1.0
 HEARTBEAT_TTL_MS: Final = 5000
 BATCH_BOOKS: Final = 512
@@ -72,8 +53,6 @@ ENCODE_SLICE: Final = 64
 BACKOFF_BASE: Final = 0.1
 BACKOFF_CAP: Final = 5.0
 SOCKET_TIMEOUT: Final = 5.0
-CONNECT_TIMEOUT: Final = 2.0
-RECENT_LATENCIES: Final = 4096
 
 # One batch in one script: KEYS are (updates, snapshots) per message; ARGV[1] is the updates
 # MAXLEN (approximate), ARGV[2] the snapshots MAXLEN (exact), then per message: its kind
@@ -93,265 +72,6 @@ while a <= #ARGV do
 end
 return n
 """
-
-
-def book_key(venue: str, symbol: str) -> str:
-    return f"{PREFIX}:{venue}:{symbol}"
-
-
-def stream_keys(venue: str, symbol: str) -> tuple[str, str]:
-    """``(updates, snapshots)`` stream keys of one book."""
-    base = book_key(venue, symbol)
-    return f"{base}:updates", f"{base}:snapshots"
-
-
-def publisher_key(publisher: str) -> str:
-    return f"{PREFIX}:publisher:{publisher}"
-
-
-def redacted(url: str) -> str:
-    """The URL without its password (for logs and stats)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
-
-
-def connect(url: str, **kwargs: Any):
-    """A synchronous ``redis.Redis`` for ``url`` that fails fast (we retry ourselves)."""
-    try:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise ConfigError("sinks.redis: the redis client library is not installed (pip install 'trio-books[redis]')") from None
-    return redis.Redis.from_url(url, socket_timeout=kwargs.pop("socket_timeout", SOCKET_TIMEOUT),
-                                socket_connect_timeout=CONNECT_TIMEOUT, retry=Retry(NoBackoff(), 0), **kwargs)
-
-
-def redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.RedisError, OSError)
-
-
-NUDGE_EVERY: Final = 0.002
-NUDGE_IDLE_MAX: Final = 0.05
-NUDGE_SLEEP: Final = 0.0001
-
-
-async def in_thread(fn: Any, *args: Any) -> Any:
-    """``trio.to_thread.run_sync(fn, *args)`` (abandoned on cancellation) that a busy Trio
-    thread cannot starve.
-
-    A Trio thread that is busy and makes many short system calls (``epoll`` with no timeout,
-    socket reads) lets the GIL go and takes it straight back each time, which resets the
-    interpreter's forced-switch timer: a worker thread waiting for the GIL can then wait for
-    seconds (measured here: 0.3 to 1 s for one ``send``). So while the call runs and the Trio
-    thread is busy (it used more than half of the last interval's wall time in CPU), every
-    ``NUDGE_EVERY`` seconds this sleeps ``NUDGE_SLEEP`` (0.1 ms, blocking) on the Trio thread,
-    long enough for the waiting worker to take the GIL: at most 5 % of the Trio thread while a
-    call is in flight. While the loop
-    is idle it sleeps in ``epoll`` anyway and nothing is done (the check backs off to
-    ``NUDGE_IDLE_MAX``)."""
-
-    async def nudge() -> None:
-        every = NUDGE_EVERY
-        wall, cpu = time.perf_counter(), time.thread_time()
-        while True:
-            await trio.sleep(every)
-            now_wall, now_cpu = time.perf_counter(), time.thread_time()
-            if now_cpu - cpu > 0.5 * (now_wall - wall):  # the Trio thread is busy
-                time.sleep(NUDGE_SLEEP)
-                every = NUDGE_EVERY
-            else:
-                every = min(NUDGE_IDLE_MAX, every * 2)
-            wall, cpu = time.perf_counter(), time.thread_time()
-
-    failure: Exception | None = None
-    result: Any = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(nudge)
-        try:
-            result = await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
-        except Exception as exc:  # raised below, outside the nursery (not in an exception group)
-            failure = exc
-        finally:
-            nursery.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return result
-
-
-def pack(commands: list[tuple[Any, ...]]) -> bytes:
-    """Commands in the Redis protocol (RESP), as one buffer."""
-    parts: list[bytes] = []
-    for command in commands:
-        parts.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            data = arg if type(arg) is bytes else str(arg).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class Wire:
-    """One dedicated connection that sends a whole batch of commands, packed beforehand
-    (:func:`pack`), with one write, and then reads every reply.
-
-    A worker thread competes with a busy Trio thread for the GIL, and each time it lets the
-    GIL go (every system call) it may wait a whole switch interval (5 ms) to get it back, while
-    each stretch it holds the GIL stalls the feeds. So the thread does as little Python as it
-    can: one send, then the replies. Any failure drops the connection (the next batch
-    connects afresh)."""
-
-    def __init__(self, url: str) -> None:
-        self.client = connect(url)
-        self.conn: Any = None
-
-    def _connection(self) -> Any:
-        if self.conn is None:
-            pool = self.client.connection_pool
-            try:
-                self.conn = pool.get_connection()
-            except TypeError:  # redis-py < 5.1 wants a command name
-                self.conn = pool.get_connection("PING")
-        return self.conn
-
-    def run(self, payload: bytes, count: int) -> list[Any]:
-        """Send ``count`` packed commands; their replies (the first error reply is raised
-        once every reply was read)."""
-        from redis.exceptions import ResponseError
-
-        conn = self._connection()
-        try:
-            conn.send_packed_command([payload], check_health=False)
-            replies: list[Any] = []
-            error: BaseException | None = None
-            for _ in range(count):
-                try:
-                    replies.append(conn.read_response())
-                except ResponseError as exc:
-                    error = error or exc
-                    replies.append(exc)
-            if error is not None:
-                raise error
-            return replies
-        except BaseException:
-            self.drop()
-            raise
-
-    def drop(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            try:
-                conn.disconnect()
-            finally:
-                self.client.connection_pool.release(conn)
-
-    def close(self) -> None:
-        try:
-            self.drop()
-        finally:
-            self.client.close()
-
-
-# --- exact differences of top-N levels -------------------------------------------------
-
-
-def diff_side(old: list[Level], new: list[Level]) -> list[Level]:
-    """Levels that turn ``old`` into ``new``, removals first (quantity ``"0"``), then changed
-    or added levels as they are now. Keyed by the price text: a new spelling of a price
-    (``"1.10"`` → ``"1.1"``) is a removal of the old text and an addition of the new, which a
-    book keyed by value applies correctly because the removal comes first."""
-    if old == new:
-        return []
-    olds = set(old)
-    came = [level for level in new if level not in olds]
-    news = set(new)
-    came_prices = {level[0] for level in came}
-    out: list[Level] = [(p, "0") for p, q in old if (p, q) not in news and p not in came_prices]
-    out.extend(came)
-    return out
-
-
-# --- statistics --------------------------------------------------------------------------
-
-
-@attrs.define
-class RedisSinkStats:
-    """Counters of one Redis sink (``store.sinks["redis"]``); all plain numbers."""
-
-    url: str
-    shard: str
-    publisher: str
-    queue_capacity: int
-    books: int = 0
-    connected: bool = False
-    messages: int = 0
-    snapshots: int = 0
-    updates: int = 0
-    bytes: int = 0  # bytes written to Redis (the protocol, all included)
-    batches: int = 0
-    errors: int = 0  # failed Redis operations (writes, connection attempts)
-    outages: int = 0  # times Redis went from reachable to not (the first failure counts too)
-    overflows: int = 0  # books that found the pending queue full (each got a snapshot later)
-    outage_snapshots: int = 0  # snapshots published because Redis had failed
-    pending: int = 0
-    pending_high_water: int = 0
-    write_seconds: float = 0.0  # time spent in pipelines (worker thread round trips)
-    encode_seconds: float = 0.0  # time spent encoding on the Trio thread
-    encode_max_s: float = 0.0  # longest stretch the sink held the Trio thread
-    last_error: str | None = None
-    last_publish_at: float | None = None  # trio clock
-    latency: LatencyHistogram = attrs.field(factory=LatencyHistogram)  # change seen -> written to Redis
-    recent: collections.deque = attrs.field(factory=lambda: collections.deque(maxlen=RECENT_LATENCIES))
-
-    def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.name not in ("latency", "recent")}
-        out["latency_mean_s"] = self.latency.total / self.latency.n if self.latency.n else None
-        return out
-
-
-def sink_metric_families(stats: RedisSinkStats | None) -> Iterator[Any]:
-    """Prometheus families for ``/metrics`` (nothing when no sink runs)."""
-    if stats is None:
-        return
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-
-    def counter(name: str, doc: str, value: float) -> Any:
-        m = CounterMetricFamily(f"trio_books_redis_{name}", doc)
-        m.add_metric([], value)
-        return m
-
-    def gauge(name: str, doc: str, value: float) -> Any:
-        m = GaugeMetricFamily(f"trio_books_redis_{name}", doc)
-        m.add_metric([], value)
-        return m
-
-    yield gauge("connected", "1 while the Redis sink can write", 1.0 if stats.connected else 0.0)
-    yield counter("messages", "Stream messages published (snapshots and updates)", stats.messages)
-    yield counter("snapshots", "Snapshots published", stats.snapshots)
-    yield counter("updates", "Updates published", stats.updates)
-    yield counter("written_bytes", "Bytes written to Redis", stats.bytes)
-    yield counter("batches", "Batches written (one pipeline each)", stats.batches)
-    yield counter("errors", "Failed Redis operations", stats.errors)
-    yield counter("outages", "Times Redis became unreachable or failed", stats.outages)
-    yield counter("overflows", "Books that found the pending queue full (a snapshot followed)", stats.overflows)
-    yield gauge("pending", "Books with changes not yet published", stats.pending)
-    yield gauge("pending_high_water", "Most books pending at once", stats.pending_high_water)
-    yield gauge("queue_capacity", "Bound of the pending queue", stats.queue_capacity)
-    hist = HistogramMetricFamily("trio_books_redis_publish_latency_seconds", "Book change seen to written to Redis")
-    buckets, running = [], 0
-    for bound, count in zip(LATENCY_BUCKETS, stats.latency.counts):
-        running += count
-        buckets.append((repr(bound), running))
-    buckets.append(("+Inf", stats.latency.n))
-    hist.add_metric([], buckets, stats.latency.total)
-    yield hist
 
 
 # --- the sink ----------------------------------------------------------------------------
@@ -390,7 +110,7 @@ class RedisSink:
         self.pending: dict[int, _Pub] = {}  # id(pub) -> pub, insertion ordered
         self.overflowed: dict[int, _Pub] = {}
         self._wake = trio.Event()
-        self._wire: Wire | None = None
+        self._wire: RedisConnection | None = None
         self._up: bool | None = None
         self._failures = 0
         self._next_heartbeat = 0.0
@@ -480,7 +200,7 @@ class RedisSink:
         return orjson.dumps({"venue": e.venue, "symbol": e.symbol, "shard": self.shard, "publisher": self.publisher,
                              "updates": pub.updates_key, "snapshots": pub.snapshots_key, "depth": self.cfg.depth}).decode()
 
-    # --- Redis (worker thread) --------------------------------------------------------------
+    # --- Redis -----------------------------------------------------------------------------
     def _connect_commands(self) -> list[tuple[Any, ...]]:
         commands: list[tuple[Any, ...]] = [("PING",), self._heartbeat_command()]
         if self.pubs:
@@ -509,17 +229,24 @@ class RedisSink:
             commands.append(self._heartbeat_command())
         return commands
 
-    def _send_sync(self, payload: bytes, count: int) -> None:
+    async def _send(self, payload: bytes, count: int) -> None:
         if self._wire is None:
-            self._wire = Wire(self.cfg.url)
-        self._wire.run(payload, count)
-
-    def _retire_sync(self) -> None:
-        wire = Wire(self.cfg.url)  # a fresh connection: the sink's own may still be busy
+            self._wire = await RedisConnection.open(self.cfg.url)
         try:
-            wire.run(pack([("DEL", publisher_key(self.publisher))]), 1)
+            await self._wire.execute_packed(payload, count, timeout=SOCKET_TIMEOUT)
+        except RedisConnectionError:
+            wire, self._wire = self._wire, None
+            await wire.aclose()
+            raise
+
+    async def _retire(self) -> None:
+        """Say we are gone, so consumers mark our books stale at once (on a fresh
+        connection: the sink's own may have been cancelled half-way through a batch)."""
+        wire = await RedisConnection.open(self.cfg.url)
+        try:
+            await wire.execute([("DEL", publisher_key(self.publisher))], timeout=SOCKET_TIMEOUT)
         finally:
-            wire.close()
+            await wire.aclose()
 
     # --- the publisher task -----------------------------------------------------------------
     def _failed(self, exc: BaseException, what: str) -> None:
@@ -557,18 +284,14 @@ class RedisSink:
                 task_status.started(self.stats)
                 await self._publish_forever()
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                try:
-                    if self._wire is not None:  # say we are gone: consumers mark our books stale at once
-                        await in_thread(self._retire_sync)
-                except Exception:
-                    pass
             wire, self._wire = self._wire, None
-            if wire is not None:
-                try:
-                    wire.close()
-                except Exception:
-                    pass
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                if wire is not None:
+                    await wire.aclose()
+                    try:
+                        await self._retire()
+                    except RedisError:
+                        pass
 
     def _encoded(self, since: float) -> None:
         took = time.perf_counter() - since
@@ -577,15 +300,14 @@ class RedisSink:
             self.stats.encode_max_s = took
 
     async def _publish_forever(self) -> None:
-        errors = redis_errors()
         while True:
             if self._up is not True:
                 if self._failures:
                     await trio.sleep(backoff_delay(self._failures, base=BACKOFF_BASE, cap=BACKOFF_CAP))
                 commands = self._connect_commands()
                 try:
-                    await in_thread(self._send_sync, pack(commands), len(commands))
-                except errors as exc:
+                    await self._send(pack(commands), len(commands))
+                except RedisError as exc:
                     self._failed(exc, "connect")
                     continue
                 if self._up is False:
@@ -627,8 +349,8 @@ class RedisSink:
             self._encoded(packed)
             started = trio.current_time()
             try:
-                await in_thread(self._send_sync, payload, len(commands))
-            except errors as exc:
+                await self._send(payload, len(commands))
+            except RedisError as exc:
                 self._failed(exc, "write")
                 continue
             now = trio.current_time()
@@ -659,10 +381,6 @@ async def run_redis_sink(
 ) -> None:
     """Publish every book of ``store`` to Redis until cancelled; never raises for Redis
     failures (they are counted in ``store.sinks["redis"]`` and retried with backoff)."""
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        raise ConfigError("sinks.redis: the redis client library is not installed (pip install 'trio-books[redis]')") from None
     sink = RedisSink(cfg, store, shard)
     sinks = getattr(store, "sinks", None)
     if sinks is None:
@@ -672,5 +390,5 @@ async def run_redis_sink(
     await sink.run(task_status=task_status)
 
 
-__all__ = ["INDEX_KEY", "RedisSink", "RedisSinkStats", "Wire", "book_key", "diff_side", "in_thread", "pack", "publisher_key", "run_redis_sink",
-           "sink_metric_families", "stream_keys"]
+__all__ = ["INDEX_KEY", "SNAPSHOTS_KEPT", "RedisSink", "RedisSinkStats", "book_key", "diff_side", "publisher_key", "redacted",
+           "run_redis_sink", "sink_metric_families", "stream_keys"]

@@ -11,8 +11,8 @@ protocol in :meth:`FakeVenue.handle` (subscribe, pings), :meth:`FakeVenue.encode
 from __future__ import annotations
 
 import random
-from decimal import Decimal
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import trio
@@ -22,7 +22,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
 
 from ..book import OrderBook
 from ..model import Level

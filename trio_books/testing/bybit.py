@@ -15,7 +15,12 @@ import orjson
 import trio
 
 from ..model import Level
-from ..venues.bybit import ARGS_CHARS_PER_CONNECTION, ARGS_PER_REQUEST, DEPTHS, RESTART_UPDATE_ID
+from ..venues.bybit import (
+    ARGS_CHARS_PER_CONNECTION,
+    ARGS_PER_REQUEST,
+    DEPTHS,
+    RESTART_UPDATE_ID,
+)
 from ._base import FakeClient, FakeVenue
 
 Topic = tuple[str, int]  # (symbol, depth)

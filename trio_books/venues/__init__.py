@@ -8,7 +8,15 @@ from __future__ import annotations
 import importlib
 from typing import Final
 
-from ._spec import ConnectionSpec, FeedProtocol, Heartbeat, RestBudget, Sequencer, Subscription, Venue
+from ._spec import (
+    ConnectionSpec,
+    FeedProtocol,
+    Heartbeat,
+    RestBudget,
+    Sequencer,
+    Subscription,
+    Venue,
+)
 
 # venue id -> (module under trio_books.venues, attribute holding the Venue)
 _REGISTRY: Final[dict[str, tuple[str, str]]] = {

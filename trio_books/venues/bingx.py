@@ -49,7 +49,13 @@ import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, SequenceGap, SnapshotFailed, SymbolRejected, VenueRejected
+from ..errors import (
+    BadFrame,
+    SequenceGap,
+    SnapshotFailed,
+    SymbolRejected,
+    VenueRejected,
+)
 from ..model import BEAT, UNREQUESTED, Delta, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 

@@ -50,7 +50,13 @@ import attrs
 import orjson
 
 from ..book import OrderBook
-from ..errors import BadFrame, SequenceGap, SnapshotUnusable, SymbolRejected, VenueRejected
+from ..errors import (
+    BadFrame,
+    SequenceGap,
+    SnapshotUnusable,
+    SymbolRejected,
+    VenueRejected,
+)
 from ..model import BEAT, UNREQUESTED, Delta, Level, Planned, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
