@@ -102,6 +102,16 @@ UNREQUESTED: Final = Unrequested()
 
 
 @attrs.frozen(slots=True)
+class Unknown:
+    """A well-formed frame of a kind this feed does not know (another channel, an
+    event it never asked for): dropped, and counted (``ignored["unknown"]``), so a
+    venue that starts sending something new is visible, not silently lost."""
+
+
+UNKNOWN: Final = Unknown()
+
+
+@attrs.frozen(slots=True)
 class Planned:
     """The venue announced that this connection will end (Binance
     ``serverShutdown``, OKX's service-upgrade notice): the supervisor opens the
@@ -110,4 +120,4 @@ class Planned:
     why: str
 
 Event = Snapshot | Delta
-Control = Reply | Beat | Unrequested | Planned
+Control = Reply | Beat | Unrequested | Unknown | Planned

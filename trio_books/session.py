@@ -26,7 +26,7 @@ from .config import ServiceConfig, VenueConfig
 from .errors import AttemptFailure, BadFrame, BookFault, ChannelOverflow, StaleFeed
 from .heartbeat import Liveness, enforce_heartbeat
 from .keeper import BookKeeper, SyncTimeout
-from .model import Beat, Delta, Planned, Reply, Snapshot, Unrequested
+from .model import Beat, Delta, Planned, Reply, Snapshot, Unknown, Unrequested
 from .rest import RestLimiter
 from .store import BookStore, VenueStats
 from .transport import Connection, open_connection
@@ -234,6 +234,8 @@ async def _read_loop(
                     live.last_beat = now
                 elif kind is Unrequested:
                     stats.ignored["unrequested"] += 1
+                elif kind is Unknown:
+                    stats.ignored["unknown"] += 1
                 elif kind is Planned and on_planned is not None:
                     on_planned(item.why)
                 elif isinstance(item, BookFault):  # one book's fault, in a frame that carries several books

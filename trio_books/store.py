@@ -20,7 +20,7 @@ from .model import BookState, Level
 
 INTEGRITY_REASONS = frozenset({"gap", "checksum", "crossed", "overflow", "bad_frame"})
 # Why an event can be dropped without failing the attempt (VenueStats.ignored).
-IGNORE_REASONS = ("unrequested", "before_snapshot", "already_applied")
+IGNORE_REASONS = ("unrequested", "unknown", "before_snapshot", "already_applied")
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import trio
 from tests.capture import records
 from trio_books.errors import BadFrame, ConnectionGap, SequenceGap, StaleFeed, SymbolRejected, VenueRejected
 from trio_books.heartbeat import Liveness, enforce_heartbeat
-from trio_books.model import BEAT, UNREQUESTED, Beat, Delta, Snapshot
+from trio_books.model import BEAT, UNKNOWN, UNREQUESTED, Beat, Delta, Snapshot
 from trio_books.session import parse_frame
 from trio_books.sync import SymbolSync
 from trio_books.testing.coinbase import FakeCoinbase, rfc3339
@@ -279,7 +279,7 @@ def test_update_before_its_snapshot_is_a_gap_of_that_book():
 def test_other_products_and_channels_are_ignored_but_counted():
     proto = feed(("BTC-USD",))
     assert proto.parse(snapshot_frame(0, "ETH-USD")) == [UNREQUESTED]  # counted by the reader
-    assert proto.parse('{"channel":"ticker","timestamp":"2026-08-09T21:05:48Z","sequence_num":1,"events":[]}') == []
+    assert proto.parse('{"channel":"ticker","timestamp":"2026-08-09T21:05:48Z","sequence_num":1,"events":[]}') == [UNKNOWN]
     with pytest.raises(ConnectionGap):
         proto.parse(snapshot_frame(3))
 

@@ -20,7 +20,7 @@ from tests.capture import records
 from trio_books.book import OrderBook
 from trio_books.errors import BadFrame, ChecksumMismatch, StaleFeed, SymbolRejected, VenueRejected
 from trio_books.heartbeat import Liveness, enforce_heartbeat
-from trio_books.model import BEAT, UNREQUESTED, Delta, Reply, Snapshot
+from trio_books.model import BEAT, UNKNOWN, UNREQUESTED, Delta, Reply, Snapshot
 from trio_books.sync import SymbolSync
 from trio_books.venues import ConnectionSpec, get_venue
 from trio_books.venues.kraken import KRAKEN_SPOT, Precision, book_checksum, checksum_digits, pad
@@ -283,7 +283,7 @@ def test_control_messages():
     assert proto.parse(ack) == []
     warn = '{"method":"subscribe","result":{"channel":"instrument","snapshot":true,"warnings":["tick_size is deprecated, use price_increment"]},"success":true,"req_id":1}'
     assert proto.parse(warn) == []
-    assert proto.parse('{"channel":"ticker","type":"update","data":[]}') == []
+    assert proto.parse('{"channel":"ticker","type":"update","data":[]}') == [UNKNOWN]  # not ours: counted
 
 
 def test_a_refused_symbol_is_that_book_alone_and_a_refused_request_the_connection():

@@ -9,7 +9,7 @@ import pytest
 from tests.capture import records
 from trio_books.config import load_config_text
 from trio_books.errors import (BadFrame, ChecksumMismatch, ConfigError, SequenceGap, SnapshotUnusable, SymbolRejected, VenueRejected)
-from trio_books.model import BEAT, UNREQUESTED, Delta, Planned, Snapshot
+from trio_books.model import BEAT, UNKNOWN, UNREQUESTED, Delta, Planned, Snapshot
 from trio_books.sync import SnapshotTooOld, SymbolSync
 from trio_books.venues import ConnectionSpec, get_venue
 from trio_books.venues.okx import OKX_SPOT, OPS_PER_CONNECTION, SeqIdChain, checksum
@@ -292,7 +292,7 @@ def test_resubscribe_frames_and_the_480_requests_budget():
 def test_parser_ignores_other_channels_and_instruments():
     proto = feed(("BTC-USDT",))
     tickers = next(r["frame"] for r in records(CAPTURE) if '"channel":"tickers","instId":"BTC-USDT"},"data"' in r["frame"])
-    assert proto.parse(tickers) == []
+    assert proto.parse(tickers) == [UNKNOWN]  # another channel: counted
     assert proto.parse(frame("snapshot", -1, 1, inst="ETH-USDT")) == [UNREQUESTED]  # counted by the reader
 
 

@@ -98,6 +98,12 @@ class FakeBinanceSpot(FakeVenue):
         client.symbols.update(self._by_stream[n] for n in names if n in self._by_stream)
         return True
 
+    def unexpected_frame(self) -> str:
+        """A real-shaped event of a stream nobody here subscribed to (``bookTicker``)."""
+        s = self.symbols[0]
+        return (f'{{"stream":"{s.lower()}@bookTicker","data":{{"e":"bookTicker","u":1,"s":"{s.upper()}",'
+                '"b":"1.0","B":"1","a":"2.0","A":"1"}}')
+
     def encode_delta(self, symbol: str, bids: list[Level], asks: list[Level]) -> list[str | bytes]:
         first = self.last_id[symbol] + 1
         final = first + self.rng.randint(0, 2)

@@ -81,6 +81,10 @@ class FakeBingx(FakeVenue):
     bomb_size: ClassVar[int] = 16 << 20
     _bomb: ClassVar[bytes | None] = None
 
+    def unexpected_frame(self) -> bytes:
+        """A well-formed gzip frame that is neither data, an ack nor a ping."""
+        return gz(b'{"code":0,"msg":"fake-unexpected","timestamp":1786310819126}')
+
     def __init__(self, symbols, *, rate: float = 1 / 0.3, ping_interval: float = 5.0, pong_timeout: float = 30.0, **kwargs) -> None:
         super().__init__(symbols, rate=rate, **kwargs)
         self.ping_interval = ping_interval

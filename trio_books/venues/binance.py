@@ -38,7 +38,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, VenueRejected
-from ..model import UNREQUESTED, Delta, Planned, Snapshot, Verdict
+from ..model import UNKNOWN, UNREQUESTED, Delta, Planned, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
 STREAMS_IN_URL: Final = 100
@@ -263,7 +263,7 @@ class BinanceFeed:
             raise VenueRejected(f"venue error {data['code']}: {str(data['msg'])[:200]}")
         if "id" in data and "result" in data:
             return []  # SUBSCRIBE ack ({"result": null, "id": n})
-        return []  # other streams/events are not ours
+        return [UNKNOWN]  # other streams/events are not ours
 
     def new_sequencer(self, symbol: str) -> SpotChain | FuturesChain:
         return self.flavor.new_sequencer()

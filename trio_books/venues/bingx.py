@@ -56,7 +56,7 @@ from ..errors import (
     SymbolRejected,
     VenueRejected,
 )
-from ..model import BEAT, UNREQUESTED, Delta, Reply, Snapshot, Verdict
+from ..model import BEAT, UNKNOWN, UNREQUESTED, Delta, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
 DEPTHS: Final = (5, 10, 20, 50, 100)
@@ -190,7 +190,8 @@ class BingxFeed:
             topic = self._topic_by_id.pop(str(req_id), None)
             if topic is not None:
                 self._acked.add(topic)
-        return []  # an ack, or something that is not ours
+            return []  # an ack
+        return [UNKNOWN]  # something that is not ours
 
     def _data(self, topic: str, msg: dict) -> list[Parsed]:
         symbol = self._by_topic.get(topic)

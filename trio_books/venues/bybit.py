@@ -47,7 +47,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, SequenceGap, SymbolRejected, VenueRejected
-from ..model import BEAT, UNREQUESTED, Delta, Reply, Snapshot, Verdict
+from ..model import BEAT, UNKNOWN, UNREQUESTED, Delta, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
 DEPTHS: Final = (1, 50, 200, 1000)
@@ -161,7 +161,7 @@ class BybitFeed:
         if topic is not None:
             symbol = self._by_topic.get(topic)  # type: ignore[arg-type]
             if symbol is None:  # another topic than ours: a book of another symbol/depth is counted
-                return [UNREQUESTED] if type(topic) is str and topic.startswith("orderbook.") else []
+                return [UNREQUESTED] if type(topic) is str and topic.startswith("orderbook.") else [UNKNOWN]
             return [self._book(symbol, msg)]
         op = msg.get("op")
         success = msg.get("success")
@@ -172,7 +172,9 @@ class BybitFeed:
         req_id = msg.get("req_id")
         if success is True and type(req_id) is str:
             self._requests.pop(req_id, None)  # answered
-        return []  # subscribe/unsubscribe acks, anything else without a topic
+        if success is True or op in ("subscribe", "unsubscribe"):
+            return []  # subscribe/unsubscribe acks
+        return [UNKNOWN]
 
     def _refusal(self, op: object, msg: dict[str, Any]) -> list[Parsed]:
         """A ``"success":false`` ack: the refused symbol's fault, nothing (a

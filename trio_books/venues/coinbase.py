@@ -54,7 +54,7 @@ import orjson
 
 from ..book import OrderBook
 from ..errors import BadFrame, ConnectionGap, SequenceGap, SymbolRejected, VenueRejected
-from ..model import BEAT, UNREQUESTED, Delta, Level, Snapshot, Verdict
+from ..model import BEAT, UNKNOWN, UNREQUESTED, Delta, Level, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Parsed, Subscription, Venue
 
 WS_URL: Final = "wss://advanced-trade-ws.coinbase.com"
@@ -201,7 +201,7 @@ class CoinbaseFeed:
             return [BEAT]
         if channel == "subscriptions":
             return self._acked(events)
-        return []  # other channels (ticker, status ...): not ours, but counted above
+        return [UNKNOWN]  # other channels (ticker, status ...): not ours; its sequence_num was checked above
 
     def _book(self, events: list, seq: int, timestamp: object) -> list[Parsed]:
         out: list[Parsed] = []

@@ -54,7 +54,7 @@ import attrs
 
 from ..book import OrderBook
 from ..errors import BadFrame, SymbolRejected, VenueRejected
-from ..model import BEAT, UNREQUESTED, Delta, Level, Reply, Snapshot, Verdict
+from ..model import BEAT, UNKNOWN, UNREQUESTED, Delta, Level, Reply, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, Subscription, Venue
 
 WS_URL: Final = "wss://ws.kraken.com/v2"
@@ -201,13 +201,15 @@ class KrakenFeed:
         if channel == "instrument":
             return self._instrument(msg)
         if channel is not None:
-            return []  # status and any channel we did not ask for
+            return [] if channel == "status" else [UNKNOWN]  # a channel we did not ask for: counted
         method = msg.get("method")
         if method == "pong":
             return [BEAT]
         if msg.get("success") is False:
             self._refused(msg, method)
-        return []  # subscribe/unsubscribe acks (one per symbol); warnings are advisory
+        if method in ("subscribe", "unsubscribe"):
+            return []  # acks (one per symbol); warnings are advisory
+        return [UNKNOWN]
 
     def _refused(self, msg: dict, method: object) -> None:
         """``success: false``. For one of our symbols it refuses that book alone

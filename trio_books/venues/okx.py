@@ -57,7 +57,7 @@ from ..errors import (
     SymbolRejected,
     VenueRejected,
 )
-from ..model import BEAT, UNREQUESTED, Delta, Level, Planned, Snapshot, Verdict
+from ..model import BEAT, UNKNOWN, UNREQUESTED, Delta, Level, Planned, Snapshot, Verdict
 from ._spec import ConnectionSpec, Heartbeat, RestBudget, Subscription, Venue
 
 CHANNEL: Final = "books"
@@ -233,11 +233,11 @@ class OkxFeed:
         if data is not None:
             arg = msg.get("arg")
             if type(arg) is not dict or arg.get("channel") != CHANNEL:
-                return []  # another channel's push: not ours
+                return [UNKNOWN]  # another channel's push: not ours
             return self._book(arg, msg.get("action"), data)
         event = msg.get("event")
         if event is None:
-            return []
+            return [UNKNOWN]
         if event in ("subscribe", "unsubscribe", "channel-conn-count"):
             return []  # acks, one per arg; duplicates are harmless
         if event == "error":
@@ -248,7 +248,7 @@ class OkxFeed:
             if msg.get("code") == SERVICE_UPGRADE_NOTICE:  # ~60 s ahead: the replacement opens first
                 return [Planned(f"venue notice {SERVICE_UPGRADE_NOTICE}: {str(msg.get('msg'))[:160]}")]
             return []
-        return []
+        return [UNKNOWN]
 
     def _refused(self, msg: dict) -> SymbolRejected:
         """The fault of the instrument an error names (its ``arg``, else the
