@@ -6,15 +6,13 @@ import json
 import subprocess
 import sys
 
-import pytest
 import trio
 
 from trio_books import load_config_text
-from trio_books.demo import DEMO_SYMBOLS
 from trio_books.model import BookState
 from trio_books.record import Recorder, read_records, replay
 from trio_books.runner import build_store, run_venues
-from trio_books.testing import FakeBinanceSpot, fake_for
+from trio_books.testing import FakeBinanceSpot
 from trio_books.testing.harness import converge
 from trio_books.venues import ConnectionSpec, available
 
@@ -128,35 +126,6 @@ def test_damaged_lines_and_empty_recordings_are_said_and_exit_1(tmp_path):
     empty.write_text("")
     res = subprocess.run([sys.executable, "-m", "trio_books", "replay", str(empty)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "holds no connection" in res.stderr
-
-
-@pytest.fixture(scope="module")
-def nine_venues(tmp_path_factory) -> list[dict]:
-    """A recording of every venue's fake, two books each, all live then 3 s of traffic."""
-    out = tmp_path_factory.mktemp("rec")
-
-    async def record() -> list[str]:
-        async with trio.open_nursery() as nursery:
-            tables = []
-            for vid in available():
-                fake = await nursery.start(fake_for(vid)(DEMO_SYMBOLS[vid], rate=50).serve)
-                tables.append(fake.config_toml(backoff_base=0.05, backoff_cap=0.1))
-            cfg = load_config_text("\n".join(tables))
-            store = build_store(cfg)
-            rec = Recorder(str(out))
-            async with trio.open_nursery() as inner:
-                await inner.start(rec.run)
-                inner.start_soon(run_venues, cfg, store, rec)
-                with trio.fail_after(30):
-                    while not all(e.state is BookState.LIVE for e in store.entries()):
-                        await store.wait_change()
-                await trio.sleep(3)  # traffic to replay, not synchronisation
-                inner.cancel_scope.cancel()
-            rec.close()
-            nursery.cancel_scope.cancel()
-        return rec.files
-
-    return list(read_records(trio.run(record)))
 
 
 def test_every_venue_recorded_replays_live_with_no_failure(nine_venues):

@@ -13,13 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.capture import records
 from trio_books.demo import DEMO_SYMBOLS
 from trio_books.errors import AttemptFailure
+from trio_books.record import raw_of
 from trio_books.model import Delta, Snapshot
 from trio_books.session import parse_frame
 from trio_books.sync import SnapshotTooOld, SymbolSync
-from trio_books.testing import fake_for
 from trio_books.venues import ConnectionSpec, available, get_venue
 
 VENUES = available()
@@ -49,8 +48,9 @@ def new_proto(vid: str):
     return proto
 
 
-def feed(proto, raw, syncs) -> None:
-    """What the session does with a frame, minus I/O."""
+def feed(proto, raw, syncs) -> list:
+    """What the session does with a frame, minus I/O; the items parsed."""
+    items: list = []
     try:
         items = parse_frame(proto.parse, raw)
         for item in items:
@@ -67,25 +67,60 @@ def feed(proto, raw, syncs) -> None:
                 assert not sync.book.is_crossed()
     except (AttemptFailure, SnapshotTooOld):
         pass
+    return items
 
 
 def syncs_for(proto):
     return {s: SymbolSync(s, 1000, proto.new_sequencer(s), proto.verify, proto.rest_snapshots) for s in proto.symbols}
 
 
-def sample_frames(vid: str) -> list[str | bytes]:
-    if vid == "bingx_spot":  # its fake encodes per connection: the real captured push instead
-        (rec,) = list(records("bingx/bingx_spot_depth20_single_example_jkorf.capture.jsonl"))
-        return [gzip.compress(rec["frame"].encode())]
-    fake = fake_for(vid)(DEMO_SYMBOLS.get(vid, ["BTCUSDT"]), seed=3)
-    frames: list[str | bytes] = []
-    for _ in range(3):
-        for symbol in fake.symbols:
+class Replayed:
+    """One recorded connection of a venue, fed the way the session feeds frames
+    (strictly: only a typed AttemptFailure may escape :func:`feed`)."""
+
+    def __init__(self, connect: dict) -> None:
+        venue = get_venue(connect["venue"])
+        spec = ConnectionSpec("ws://127.0.0.1:1", "http://127.0.0.1:1", tuple(connect["symbols"]), int(connect["depth"]),
+                              connect.get("options") or {})
+        self.proto = venue.connect(spec)
+        self.syncs = syncs_for(self.proto)
+
+    def apply(self, rec: dict) -> list:
+        if rec["dir"] == "tx" and hasattr(self.proto, "sent"):
+            self.proto.sent(rec["frame"])
+        elif rec["dir"] == "rest":
+            sync = self.syncs[rec["symbol"]]
             try:
-                frames.extend(fake.encode_delta(symbol, *fake.next_change(symbol)))
-            except Exception:  # noqa: BLE001 - a fake that needs a live connection to encode
-                return frames
-    return frames
+                sync.on_snapshot(self.proto.parse_snapshot(rec["symbol"], rec["frame"].encode()))
+            except (AttemptFailure, SnapshotTooOld):
+                pass
+        elif rec["dir"] == "rx":
+            return feed(self.proto, raw_of(rec), self.syncs)
+        return []
+
+
+@pytest.fixture(scope="session")
+def live_points(nine_venues) -> dict[str, tuple[dict, list[dict], list[int]]]:
+    """Per venue: its first recorded connection, its records up to the moment every
+    book is live, and the positions after that of frames that carry book data."""
+    out = {}
+    for vid in VENUES:
+        recs = [r for r in nine_venues if r.get("venue") == vid]
+        connect = next(r for r in recs if r["dir"] == "connect")
+        recs = [r for r in recs if r.get("conn") == connect["conn"] and r["dir"] != "connect"]
+        conn = Replayed(connect)
+        live_at, data = None, []
+        for j, rec in enumerate(recs):
+            items = conn.apply(rec)
+            if live_at is not None and any(type(x) in (Delta, Snapshot) for x in items):
+                data.append(j)
+            elif live_at is None and all(sync.live for sync in conn.syncs.values()):
+                live_at = j
+            if len(data) == 20:
+                break
+        assert live_at is not None and data, f"{vid}: the recording has no book frame after every book is live"
+        out[vid] = (connect, recs, recs[: live_at + 1], data)
+    return out
 
 
 def mutate(doc, path_choice: int, value):
@@ -116,37 +151,42 @@ def test_arbitrary_frames(vid, raw):
     feed(proto, raw, syncs_for(proto))
 
 
-@pytest.mark.parametrize("vid", VENUES)
-@SETTINGS
-@given(data=st.data())
-def test_real_shaped_frames_with_one_value_replaced(vid, data):
-    frames = sample_frames(vid)
-    if not frames:
-        pytest.skip(f"{vid}: the fake cannot encode frames without a connection")
-    raw = data.draw(st.sampled_from(frames))
+def _decoded(raw: str | bytes) -> tuple[str, bool]:
     gz = isinstance(raw, bytes)
-    text = zlib.decompress(raw, 47).decode() if gz else raw
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return
-    doc = mutate(doc, data.draw(st.integers(0, 1000)), data.draw(json_value))
-    out = json.dumps(doc)
-    if gz:
-        out = gzip.compress(out.encode())
-    proto = new_proto(vid)
-    syncs = syncs_for(proto)
-    feed(proto, out, syncs)
+    return (zlib.decompress(raw, 47).decode() if gz else raw), gz
 
 
 @pytest.mark.parametrize("vid", VENUES)
 @SETTINGS
 @given(data=st.data())
-def test_truncated_frames(vid, data):
-    frames = sample_frames(vid)
-    if not frames:
-        pytest.skip(f"{vid}: no sample frames")
-    raw = data.draw(st.sampled_from(frames))
+def test_real_frames_with_one_value_replaced_meet_live_books(vid, data, live_points):
+    """Every venue's books are live (replayed from a recording of its fake) when a
+    real frame with one value replaced arrives, then the frames after it: only
+    typed failures, and no live book crossed."""
+    connect, recs, prefix, positions = live_points[vid]
+    conn = Replayed(connect)
+    for rec in prefix:
+        conn.apply(rec)
+    assert all(sync.live for sync in conn.syncs.values())  # the property meets live books, on every venue
+    at = data.draw(st.sampled_from(positions))
+    text, gz = _decoded(raw_of(recs[at]))
+    doc = mutate(json.loads(text), data.draw(st.integers(0, 1000)), data.draw(json_value))
+    out = json.dumps(doc)
+    for rec in recs[len(prefix):at]:
+        conn.apply(rec)
+    feed(conn.proto, gzip.compress(out.encode()) if gz else out, conn.syncs)
+    for rec in recs[at + 1: at + 6]:
+        conn.apply(rec)
+
+
+@pytest.mark.parametrize("vid", VENUES)
+@SETTINGS
+@given(data=st.data())
+def test_truncated_frames(vid, data, live_points):
+    connect, recs, prefix, positions = live_points[vid]
+    raw = raw_of(recs[data.draw(st.sampled_from(positions))])
     cut = data.draw(st.integers(0, max(0, len(raw) - 1)))
-    proto = new_proto(vid)
-    feed(proto, raw[:cut], syncs_for(proto))
+    conn = Replayed(connect)
+    for rec in prefix:
+        conn.apply(rec)
+    feed(conn.proto, raw[:cut], conn.syncs)
