@@ -148,8 +148,8 @@ async def test_stream_fast_and_slow_clients_end_with_the_true_book(nursery):
         assert client.snapshots >= 1 and client.states[0] == "live"
 
 
-async def test_a_slow_subscriber_is_conflated_not_queued():
-    """Drive the hub's follower directly with a send that takes 50 ms while the
+async def test_a_slow_subscriber_is_conflated_not_queued(autojump_clock):
+    """Drive the hub's follower directly (virtual time) with a send that takes 50 ms while the
     book changes 200 times: far fewer messages, and they still add up to the book."""
     from trio_books.model import BookState
     from trio_books.serve.metrics import ClientCounts

@@ -10,6 +10,7 @@ from trio_books.config import ConfigError, shard_of
 from trio_books.runner import build_store, run_venues
 from trio_books.serve.app import build_app, serve_http
 from trio_books.testing import FakeBinanceFutures, FakeBinanceSpot
+from trio_books.testing.harness import converge
 
 import pytest
 
@@ -63,7 +64,9 @@ async def test_consolidated_merges_live_books_and_names_venues(nursery):
                     len((await http.get("/consolidated/BTC-USD?markets=spot,perp")).json()["venues"]) < 2:
                 await trio.sleep(0.05)
         spot.paused = fut.paused = True
-        await trio.sleep(0.2)
+        for fake, vid in ((spot, "binance_spot"), (fut, "binance_futures")):  # the service has every update applied
+            await converge(lambda fake=fake, vid=vid: (store.view(vid, "BTCUSDT", 10).bids, store.view(vid, "BTCUSDT", 10).asks),
+                           fake, "BTCUSDT", n=10)
         spot_only = (await http.get("/consolidated/BTC-USD")).json()  # market types stay apart by default
         assert [v["venue"] for v in spot_only["venues"]] == ["binance_spot"] and spot_only["markets"] == ["spot"]
         assert (await http.get("/consolidated/BTC-USD?markets=spot,options")).status_code == 400
