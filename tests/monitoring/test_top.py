@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 
+import pytest
 import trio
 
 from trio_books.top import Ladder
@@ -43,12 +44,15 @@ async def read_to_end(stream: trio.lowlevel.FdStream) -> bytes:
     return out
 
 
-async def test_top_in_a_pty_shows_the_books_and_redraws(nursery):
-    _, base, _ = await start_demo(nursery)
+@pytest.mark.parametrize("token", ["", "t0ken-1"])
+async def test_top_in_a_pty_shows_the_books_and_redraws(nursery, token):
+    _, base, _ = await start_demo(nursery, token=token)
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "50"}
     args = [sys.executable, "-c", "import sys; from trio_books.cli import main; sys.exit(main())",
             "top", "--http", base.removeprefix("http://"), "--book", "binance_spot/BTCUSDT", "--rows", "5", "--interval", "0.2"]
+    if token:
+        args += ["--token", token]
     proc = await trio.lowlevel.open_process(args, stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     screen = raw = b""
