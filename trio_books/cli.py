@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="exit 0 if the running service reports healthy (for container health checks)")
     health.add_argument("--http", default=None, help="service address host:port (default: $TRIO_BOOKS_HTTP or 127.0.0.1:8080)")
     health.add_argument("--timeout", type=float, default=3.0)
+    top = sub.add_parser("top", help="the service's venues and books, and one book's ladder, live in the terminal")
+    top.add_argument("--http", default=None, help="service address host:port (default: $TRIO_BOOKS_HTTP or 127.0.0.1:8080)")
+    top.add_argument("--book", default=None, help="venue/symbol whose ladder to show (default: the first book)")
+    top.add_argument("--token", default=None, help="the service's auth token (default: $TRIO_BOOKS_AUTH_TOKEN)")
+    top.add_argument("--rows", type=int, default=10, help="ladder levels per side (default 10)")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between table refreshes (default 1)")
     demo = sub.add_parser("demo", help="run the service against the shipped fake venues on localhost (no exchange access needed)")
     demo.add_argument("--http", default=None, help="HTTP API bind address host:port (default 127.0.0.1:8080, or $TRIO_BOOKS_HTTP)")
     demo.add_argument("--log-level", dest="log_level", default=None)
@@ -133,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "health":
         return _health(args)
+    if args.command == "top":
+        return _top(args)
     if args.command == "replay":
         from .record import format_results, read_records, replay
 
@@ -201,6 +209,30 @@ def _reloaded(config: Config, reload: Callable[[], Config] | None, runner: Any, 
     touched = runner.apply(new)
     log.info("configuration reloaded: {}", ", ".join(touched) + " restarted" if touched else "no venue changed")
     return new
+
+
+def _service_url(address: str | None) -> str:
+    """``http://host:port`` of a running service (``--http``, else $TRIO_BOOKS_HTTP, else 127.0.0.1:8080)."""
+    host, port = parse_address(address or os.environ.get(ENV_PREFIX + "HTTP", "127.0.0.1:8080"), "--http")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _top(args: argparse.Namespace) -> int:
+    from .top import run_top
+
+    if not 0.1 <= args.interval <= 60:
+        print("error: --interval must be from 0.1 to 60 seconds", file=sys.stderr)
+        return 2
+    if not 1 <= args.rows <= 50:
+        print("error: --rows must be from 1 to 50", file=sys.stderr)
+        return 2
+    try:
+        return run_top(args, _service_url(args.http))
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _health(args: argparse.Namespace) -> int:

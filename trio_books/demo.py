@@ -54,8 +54,8 @@ async def _demo(args: argparse.Namespace, http: str, log_level: str, apply_overr
         url = binds[0]
         first = next(iter(config.venues))
         symbol = config.venues[first].symbols[0].replace("/", "%2F")
-        log.info("demo running: try {}/health, {}/books/{}/{}?depth=10, {}/metrics, ws {}/ws",
-                 url, url, first, symbol, url, url.replace("http", "ws"))
+        log.info("demo running: open {}/ (live page), or try {}/health, {}/books/{}/{}?depth=10, {}/metrics, ws {}/ws",
+                 url, url, url, first, symbol, url, url.replace("http", "ws"))
         if args.seconds is not None:
             await trio.sleep(args.seconds)
             nursery.cancel_scope.cancel()

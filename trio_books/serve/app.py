@@ -22,6 +22,7 @@ from ..model import BookState
 from ..runner import venue_statistics
 from ..store import BookStore
 from .metrics import ClientCounts, build_registry
+from .page import page_routes
 from .stream import MAX_DEPTH_PARAM, StreamHub
 
 
@@ -196,6 +197,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
             Route("/metrics", metrics),
             Route("/consolidated/{instrument:path}", consolidated_view),
             WebSocketRoute("/ws", hub.handle),
+            *page_routes(),
         ],
         middleware=[],
         exception_handlers={404: not_found, 405: not_allowed, Exception: server_error},
