@@ -136,6 +136,17 @@ class Books:
 
         return consolidated(self._store, instrument, depth, venues, markets)
 
+    def consolidated_cost(self, instrument: str, side: str, *, base: str | None = None, quote: str | None = None,
+                          venues: set[str] | None = None, markets: frozenset[str] = frozenset({"spot"})) -> dict:
+        """What a ``side`` ("buy"/"sell") of ``base`` units (or for ``quote`` units) of
+        ``instrument`` costs over the merged live books, naming each venue's fill."""
+        from decimal import Decimal
+
+        from .consolidate import consolidated_cost
+
+        return consolidated_cost(self._store, instrument, side, base=None if base is None else Decimal(base),
+                                 quote=None if quote is None else Decimal(quote), venues=venues, markets=markets)
+
     def statistics(self) -> dict[str, VenueStatistics]:
         return {v: venue_statistics(self._store, v) for v in self._store.venues}
 
