@@ -9,7 +9,7 @@ A division is rounded once, from the exact rational quotient, half to even
 basis points, to :data:`PLACES` for every other quotient (micro-price,
 imbalance, average fill price, the base amount a quote amount buys). Values are
 shown as plain decimal strings without trailing zeros (``"1.5"``, never
-``"1.50"`` or ``"1.5E+1"``); prices that are a level's own (best bid/ask,
+``"1.50"`` or ``"1.5E+1"``); a level's own values (best bid/ask, the best and
 worst price reached) are the venue's own text.
 
 Only the levels a book holds are used: a served book holds its provably
@@ -43,12 +43,13 @@ class Lvl(NamedTuple):
     price: Decimal
     qty: Decimal
     text: str
+    qty_text: str
     source: str = ""
 
 
 def levels(raw: Iterable[Level], source: str = "") -> list[Lvl]:
     """``(price, qty)`` strings, best first, as :class:`Lvl` (exact ``Decimal``)."""
-    return [Lvl(Decimal(p), Decimal(q), p, source) for p, q in raw]
+    return [Lvl(Decimal(p), Decimal(q), p, q, source) for p, q in raw]
 
 
 def rounded(x: Fraction, places: int = PLACES) -> Decimal:
@@ -89,8 +90,8 @@ def stats(bids: Sequence[Lvl], asks: Sequence[Lvl], top: int = 5, bands: Sequenc
     """
     mid = mid_price(bids, asks)
     out: dict[str, Any] = {
-        "best_bid": [bids[0].text, show(bids[0].qty)] if bids else None,
-        "best_ask": [asks[0].text, show(asks[0].qty)] if asks else None,
+        "best_bid": [bids[0].text, bids[0].qty_text] if bids else None,
+        "best_ask": [asks[0].text, asks[0].qty_text] if asks else None,
         "mid": show(mid), "spread": None, "spread_bps": None, "micro_price": None,
     }
     with localcontext(EXACT):
