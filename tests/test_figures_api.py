@@ -146,3 +146,17 @@ async def test_metrics_books_gauges_and_their_config_key(nursery):
     for bad in ("kraken_spot:ETH/USD", "kraken_spot", "okx_spot:BTC-USDT"):
         with pytest.raises(ConfigError, match=r'^service.metrics_books: "[^"]*" is not "venue:SYMBOL" of a configured book$'):
             load_config_text(toml.format(bad))
+
+
+async def test_stream_figures_are_computed_once_per_book_state():
+    from trio_books.serve.figures import StatsCache, StatsQuery
+
+    store = BookStore(BOOKS)
+    set_book(store, "binance_spot", "BTCUSDT", [("100", "1")], [("101", "1")], 1)
+    cache = StatsCache(store)
+    first = cache.figures("binance_spot", "BTCUSDT", StatsQuery())
+    assert cache.figures("binance_spot", "BTCUSDT", StatsQuery()) is first  # a second subscriber: no recomputation
+    assert cache.figures("binance_spot", "BTCUSDT", StatsQuery(3))["imbalance"]["levels"] == 3
+    set_book(store, "binance_spot", "BTCUSDT", [("100", "2")], [("101", "1")], 2)
+    assert cache.figures("binance_spot", "BTCUSDT", StatsQuery())["update_id"] == 2
+    assert cache.figures("kraken_spot", "BTC/USD", StatsQuery()) is None  # not live

@@ -20,9 +20,11 @@ band reaching past a side's last held level says it is not ``complete``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, Rounded, localcontext
 from fractions import Fraction
+from itertools import takewhile
 from typing import Any, Final, NamedTuple
 
 from .model import Level
@@ -50,6 +52,43 @@ class Lvl(NamedTuple):
 def levels(raw: Iterable[Level], source: str = "") -> list[Lvl]:
     """``(price, qty)`` strings, best first, as :class:`Lvl` (exact ``Decimal``)."""
     return [Lvl(Decimal(p), Decimal(q), p, q, source) for p, q in raw]
+
+
+class Ladder(Sequence[Lvl]):
+    """:func:`levels` converted on first use: a band or a fill rarely reaches deep into a book."""
+
+    def __init__(self, raw: Sequence[Level], source: str = "") -> None:
+        self._raw, self._source = raw, source
+        self._done: list[Lvl] = []
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._raw)))]
+        if i < 0:
+            i += len(self._raw)
+        if not 0 <= i < len(self._raw):
+            raise IndexError(i)
+        if i >= len(self._done):
+            self._convert(i + 1)
+        return self._done[i]
+
+    def __iter__(self) -> Iterator[Lvl]:
+        i = 0
+        while i < len(self._raw):
+            if i == len(self._done):
+                self._convert(i + 1)
+            yield self._done[i]
+            i += 1
+
+    def _convert(self, n: int) -> None:
+        """Convert at least up to level ``n`` (doubling: few calls however deep a walk goes)."""
+        start = len(self._done)
+        end = min(len(self._raw), max(n, 2 * start, 8))
+        source = self._source
+        self._done.extend([Lvl(Decimal(p), Decimal(q), p, q, source) for p, q in self._raw[start:end]])
 
 
 def rounded(x: Fraction, places: int = PLACES) -> Decimal:
@@ -105,23 +144,36 @@ def stats(bids: Sequence[Lvl], asks: Sequence[Lvl], top: int = 5, bands: Sequenc
         a = sum((x.qty for x in asks[:top]), Decimal(0))
         out["imbalance"] = {"levels": top, "value": show(rounded(Fraction(b - a) / Fraction(b + a))) if b + a else None}
         depth: dict[str, Any] = {}
+        if mid is not None and bands:
+            # running sums, each side once, out to the widest band
+            lowest, highest = mid - mid * max(bands) / _BP, mid + mid * max(bands) / _BP
+            bid_sums = _running(takewhile(lambda x: x.price >= lowest, bids))
+            ask_sums = _running(takewhile(lambda x: x.price <= highest, asks))
         for band in bands:
             if mid is None:
                 depth[show(band)] = None
                 continue
-            low = mid - mid * band / _BP
-            high = mid + mid * band / _BP
-            depth[show(band)] = {"bids": _band([x for x in bids if x.price >= low], len(bids), low),
-                                 "asks": _band([x for x in asks if x.price <= high], len(asks), high)}
+            low, high = mid - mid * band / _BP, mid + mid * band / _BP
+            depth[show(band)] = {"bids": _band(bid_sums, len(bids), low, bisect_right(bid_sums, -low, key=lambda r: -r[0])),
+                                 "asks": _band(ask_sums, len(asks), high, bisect_right(ask_sums, high, key=lambda r: r[0]))}
         out["depth"] = depth
     return out
 
 
-def _band(inside: list[Lvl], held: int, bound: Decimal) -> dict[str, Any]:
-    base = sum((x.qty for x in inside), Decimal(0))
-    quote = sum((x.price * x.qty for x in inside), Decimal(0))
-    return {"bound": show(bound), "base": show(base), "quote": show(quote), "levels": len(inside),
-            "complete": len(inside) < held}
+def _running(inside: Iterable[Lvl]) -> list[tuple[Decimal, Decimal, Decimal]]:
+    """``(price, Σ qty, Σ price × qty)`` up to each level (in :data:`EXACT`)."""
+    out, base, quote = [], Decimal(0), Decimal(0)
+    for x in inside:
+        base += x.qty
+        quote += x.price * x.qty
+        out.append((x.price, base, quote))
+    return out
+
+
+def _band(sums: list[tuple[Decimal, Decimal, Decimal]], held: int, bound: Decimal, n: int) -> dict[str, Any]:
+    """The first ``n`` levels of a side (those within ``bound``) of the ``held``."""
+    base, quote = (sums[n - 1][1], sums[n - 1][2]) if n else (Decimal(0), Decimal(0))
+    return {"bound": show(bound), "base": show(base), "quote": show(quote), "levels": n, "complete": n < held}
 
 
 def parse_amount(raw: str | None) -> Decimal | None:
@@ -149,8 +201,9 @@ def cost(side: str, book: Sequence[Lvl], mid: Decimal | None, *, base: Decimal |
     want = base if base is not None else quote
     assert want is not None
     out: dict[str, Any] = {"side": side, "want": {"base" if base is not None else "quote": show(want)}}
-    got_base, got_quote = Fraction(0), Decimal(0)
-    per: dict[str, list] = {}  # source -> [base, quote, levels, worst text]
+    got_base, got_quote = Decimal(0), Decimal(0)
+    part = Fraction(0)  # base bought at the last level with the rest of a quote amount (a quotient)
+    per: dict[str, list] = {}  # source -> [base, part, quote, levels, worst text]
     walked: list[str] = []  # the price text of each level reached
     with localcontext(EXACT):
         left = want
@@ -160,41 +213,37 @@ def cost(side: str, book: Sequence[Lvl], mid: Decimal | None, *, base: Decimal |
             if lvl.qty <= 0:
                 continue
             walked.append(lvl.text)
-            if base is not None:
-                take_base: Fraction = Fraction(min(left, lvl.qty))
-                take_quote = min(left, lvl.qty) * lvl.price
-                left -= min(left, lvl.qty)
+            share = per.setdefault(lvl.source, [Decimal(0), Fraction(0), Decimal(0), 0, ""])
+            whole = lvl.price * lvl.qty
+            if base is not None and lvl.qty > left:
+                whole, take = left * lvl.price, left
+            elif base is None and whole > left:
+                whole, take, part = left, Decimal(0), Fraction(left) / Fraction(lvl.price)
+                share[1] = part
             else:
-                whole = lvl.price * lvl.qty
-                if whole <= left:
-                    take_base, take_quote = Fraction(lvl.qty), whole
-                else:
-                    take_base, take_quote = Fraction(left) / Fraction(lvl.price), left
-                left -= take_quote
-            got_base += take_base
-            got_quote += take_quote
-            share = per.setdefault(lvl.source, [Fraction(0), Decimal(0), 0, ""])
-            share[0] += take_base
-            share[1] += take_quote
-            share[2] += 1
-            share[3] = lvl.text
+                take = lvl.qty
+            left -= take if base is not None else whole
+            got_base += take
+            got_quote += whole
+            share[0] += take
+            share[2] += whole
+            share[3] += 1
+            share[4] = lvl.text
         if left > 0:
-            held = [x for x in book if x.qty > 0]
             out.update(sufficient=False, error="insufficient depth", available={
-                "base": show(sum((x.qty for x in held), Decimal(0))),
-                "quote": show(sum((x.price * x.qty for x in held), Decimal(0))), "levels": len(held)},
+                "base": show(got_base), "quote": show(got_quote), "levels": len(walked)},
                 filled=None, avg_price=None, best_price=None, worst_price=None, mid=show(mid), slippage_bps=None)
             return out
-        avg = Fraction(got_quote) / got_base
+        avg = Fraction(got_quote) / (Fraction(got_base) + part)
         slip = None
         if mid is not None and mid > 0:
             slip = _bps((avg - Fraction(mid)) if side == "buy" else (Fraction(mid) - avg), mid)
-        out.update(sufficient=True, filled={"base": _show_q(got_base), "quote": show(got_quote), "levels": len(walked)},
+        out.update(sufficient=True, filled={"base": _show_q(Fraction(got_base) + part), "quote": show(got_quote), "levels": len(walked)},
                    avg_price=show(rounded(avg)), best_price=walked[0], worst_price=walked[-1],
                    mid=show(mid), slippage_bps=show(slip))
     if len(per) > 1 or (per and next(iter(per)) != ""):
-        out["fills"] = [{"source": s, "base": _show_q(b), "quote": show(q), "levels": n, "worst_price": w}
-                        for s, (b, q, n, w) in per.items()]
+        out["fills"] = [{"source": s, "base": _show_q(Fraction(b) + pt), "quote": show(q), "levels": n, "worst_price": w}
+                        for s, (b, pt, q, n, w) in per.items()]
     return out
 
 

@@ -65,14 +65,14 @@ class BookView:
         """Best bid/ask, mid, spread, micro-price, imbalance over the ``top`` levels and
         the depth within each band (bps of the mid), from this view's levels
         (see :mod:`trio_books.analytics` for the formulas and the rounding rule)."""
-        return analytics.stats(analytics.levels(self.bids), analytics.levels(self.asks), top, [Decimal(b) for b in bands])
+        return analytics.stats(analytics.Ladder(self.bids), analytics.Ladder(self.asks), top, [Decimal(b) for b in bands])
 
     def cost(self, side: str, *, base: str | Decimal | None = None, quote: str | Decimal | None = None) -> dict[str, Any]:
         """What a ``side`` ("buy"/"sell") of ``base`` units (or for ``quote`` units) costs
         against this view's levels: average and worst price, slippage against the mid,
         or ``sufficient: False`` when the view holds less. Take the view with ``depth=None``
         to use every level the book provably holds."""
-        bids, asks = analytics.levels(self.bids), analytics.levels(self.asks)
+        bids, asks = analytics.Ladder(self.bids), analytics.Ladder(self.asks)
         return analytics.cost(side, asks if side == "buy" else bids, analytics.mid_price(bids, asks),
                               base=None if base is None else Decimal(base), quote=None if quote is None else Decimal(quote))
 

@@ -139,14 +139,27 @@ def consolidated_cost(store: BookStore, instrument: str, params: Mapping[str, st
     return 200, body
 
 
-def stats_message(store: BookStore, venue: str, symbol: str, query: StatsQuery) -> dict[str, Any] | None:
-    """The ``/ws`` ``stats`` figures of a live book (without its header), None when not live."""
-    entry = store.entry(venue, symbol)
-    if entry.state is not BookState.LIVE or entry.book is None:
-        return None
-    view = store.view(venue, symbol)
-    return {"update_id": view.update_id, "exchange_ts": view.exchange_ts, "version": view.seq,
-            **view.stats(query.top, query.bands)}
+class StatsCache:
+    """The ``/ws`` ``stats`` figures of a live book, computed once per book state for
+    every subscriber asking the same (one entry per book: bounded by the books)."""
+
+    def __init__(self, store: BookStore) -> None:
+        self.store = store
+        self._last: dict[tuple[str, str], tuple[Any, int, int, tuple[str, ...], dict[str, Any]]] = {}
+
+    def figures(self, venue: str, symbol: str, query: StatsQuery) -> dict[str, Any] | None:
+        """The figures (without the message header), None while the book is not live."""
+        entry = self.store.entry(venue, symbol)
+        if entry.state is not BookState.LIVE or entry.book is None:
+            return None
+        hit = self._last.get((venue, symbol))
+        if hit is not None and hit[0] is entry and hit[1:4] == (entry.seq, query.top, query.bands):
+            return hit[4]  # (an entry of a reloaded configuration counts its seq anew: compared by identity)
+        view = self.store.view(venue, symbol)
+        out = {"update_id": view.update_id, "exchange_ts": view.exchange_ts, "version": view.seq,
+               **view.stats(query.top, query.bands)}
+        self._last[(venue, symbol)] = (entry, view.seq, query.top, query.bands, out)
+        return out
 
 
 # --- the Starlette routes ---------------------------------------------------------------

@@ -39,7 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..errors import UnknownBook
 from ..model import BookState, Level
 from ..store import BookStore
-from .figures import StatsQuery, stats_message, stats_query
+from .figures import StatsCache, StatsQuery, stats_query
 from .metrics import ClientCounts
 
 MAX_CLIENTS: Final = 256
@@ -86,6 +86,7 @@ class StreamHub:
         self.store = store
         self.clients = clients
         self.per_address: Counter[str] = Counter()
+        self.stats = StatsCache(store)
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -216,7 +217,7 @@ class StreamHub:
                 if entry.state is not BookState.LIVE or entry.book is None:
                     continue
                 if query is not None:  # kind "stats": sent when a figure changed
-                    figures = stats_message(self.store, venue, symbol, query)
+                    figures = self.stats.figures(venue, symbol, query)
                     if figures is not None and _figures(figures) != last_figures:
                         last_figures = _figures(figures)
                         seq += 1
