@@ -68,7 +68,8 @@ def view(bids, asks) -> BookView:
 
 
 def ref_cost(levels, base: Fraction | None = None, quote: Fraction | None = None):
-    """(base, quote, worst price) of a fill, from the cumulative step function, or None."""
+    """(base, quote, worst price, whether base is a quotient) of a fill, from the
+    cumulative step function, or None."""
     cum_b, cum_q = [Fraction(0)], [Fraction(0)]
     for p, q in levels:
         cum_b.append(cum_b[-1] + Fraction(q))
@@ -77,12 +78,12 @@ def ref_cost(levels, base: Fraction | None = None, quote: Fraction | None = None
         if base > cum_b[-1]:
             return None
         i = next(i for i in range(1, len(cum_b)) if cum_b[i] >= base)
-        return base, cum_q[i - 1] + (base - cum_b[i - 1]) * Fraction(levels[i - 1][0]), levels[i - 1][0]
+        return base, cum_q[i - 1] + (base - cum_b[i - 1]) * Fraction(levels[i - 1][0]), levels[i - 1][0], False
     assert quote is not None
     if quote > cum_q[-1]:
         return None
     i = next(i for i in range(1, len(cum_q)) if cum_q[i] >= quote)
-    return cum_b[i - 1] + (quote - cum_q[i - 1]) / Fraction(levels[i - 1][0]), quote, levels[i - 1][0]
+    return cum_b[i - 1] + (quote - cum_q[i - 1]) / Fraction(levels[i - 1][0]), quote, levels[i - 1][0], quote < cum_q[i]
 
 
 def amount(levels, frac: Fraction, of: str) -> Fraction:
@@ -109,11 +110,11 @@ def test_cost_matches_the_reference(b, frac, of, side_):
         assert got["sufficient"] is False and got["avg_price"] is None and got["error"] == "insufficient depth"
         assert got["available"]["levels"] == len(levels)
         return
-    fb, fq, worst = ref
+    fb, fq, worst, divided = ref
     assert got["sufficient"] is True
     assert got["worst_price"] == worst and got["best_price"] == levels[0][0]
     assert got["filled"]["quote"] == plain(fq)
-    assert got["filled"]["base"] == (plain(fb) if of == "base" else _base_text(fb))
+    assert got["filled"]["base"] == (ref_round(fb, 18) if divided else plain(fb))
     avg = fq / fb
     assert got["avg_price"] == ref_round(avg, 18)
     best, worst_ = Fraction(levels[0][0]), Fraction(worst)
@@ -122,14 +123,6 @@ def test_cost_matches_the_reference(b, frac, of, side_):
     signed = (avg - mid) if side_ == "buy" else (mid - avg)
     assert got["slippage_bps"] == ref_round(signed * 10_000 / mid, 4)
     assert Decimal(got["slippage_bps"]) >= 0  # the mid is inside the spread
-
-
-def _base_text(x: Fraction) -> str:
-    d = x.denominator
-    for f in (2, 5):
-        while d % f == 0:
-            d //= f
-    return plain(x) if d == 1 else ref_round(x, 18)
 
 
 @settings(max_examples=200, deadline=None)
@@ -232,6 +225,8 @@ def test_edge_cases():
     s = tiny.stats()
     assert s["mid"] == "0.00000002" and s["spread_bps"] == "10000"
     assert tiny.cost("buy", base="0.000000000000000001")["filled"]["quote"] == "0.00000000000000000000000003"
+    third = view([], [("3", "10")]).cost("buy", quote="1")
+    assert third["filled"]["base"] == "0.333333333333333333" and third["avg_price"] == "3"  # from the exact 1/3
     with pytest.raises(ValueError):
         v.cost("hold", base="1")
     with pytest.raises(ValueError):

@@ -7,7 +7,8 @@ mid, the spread, the depth within a band, the quote paid for a base amount).
 A division is rounded once, from the exact rational quotient, half to even
 (``fractions.Fraction`` and ``round``): to :data:`BPS_PLACES` decimal places for
 basis points, to :data:`PLACES` for every other quotient (micro-price,
-imbalance, average fill price, the base amount a quote amount buys). Values are
+imbalance, average fill price, a base amount bought or sold for a quote amount
+when its last level is taken in part). Values are
 shown as plain decimal strings without trailing zeros (``"1.5"``, never
 ``"1.50"`` or ``"1.5E+1"``); a level's own values (best bid/ask, the best and
 worst price reached) are the venue's own text.
@@ -40,7 +41,7 @@ _BP: Final = Decimal(10_000)
 
 
 class Lvl(NamedTuple):
-    """A level as numbers, with the venue's price text and where it comes from."""
+    """A level as numbers, with the venue's text of both and where it comes from."""
 
     price: Decimal
     qty: Decimal
@@ -238,23 +239,16 @@ def cost(side: str, book: Sequence[Lvl], mid: Decimal | None, *, base: Decimal |
         slip = None
         if mid is not None and mid > 0:
             slip = _bps((avg - Fraction(mid)) if side == "buy" else (Fraction(mid) - avg), mid)
-        out.update(sufficient=True, filled={"base": _show_q(Fraction(got_base) + part), "quote": show(got_quote), "levels": len(walked)},
+        out.update(sufficient=True, filled={"base": _show_base(got_base, part), "quote": show(got_quote), "levels": len(walked)},
                    avg_price=show(rounded(avg)), best_price=walked[0], worst_price=walked[-1],
                    mid=show(mid), slippage_bps=show(slip))
     if len(per) > 1 or (per and next(iter(per)) != ""):
-        out["fills"] = [{"source": s, "base": _show_q(Fraction(b) + pt), "quote": show(q), "levels": n, "worst_price": w}
+        out["fills"] = [{"source": s, "base": _show_base(b, pt), "quote": show(q), "levels": n, "worst_price": w}
                         for s, (b, pt, q, n, w) in per.items()]
     return out
 
 
-def _show_q(x: Fraction) -> str | None:
-    """A base amount: exact when it is a finite decimal, else rounded to :data:`PLACES`."""
-    d = x.denominator
-    while d % 2 == 0:
-        d //= 2
-    while d % 5 == 0:
-        d //= 5
-    if d == 1:
-        with localcontext(EXACT):
-            return show(Decimal(x.numerator) / Decimal(x.denominator))
-    return show(rounded(x))
+def _show_base(exact: Decimal, part: Fraction) -> str | None:
+    """A filled base amount: exact, or rounded to :data:`PLACES` when it includes a
+    quotient (``part``, the base a quote amount's rest buys at its last level)."""
+    return show(exact) if not part else show(rounded(Fraction(exact) + part))
