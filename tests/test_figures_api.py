@@ -122,6 +122,12 @@ async def test_stream_stats_are_sent_when_a_figure_changes(nursery):
         store.touched(entry, 79, None)
         second = await get()
         assert second["seq"] == 3 and second["update_id"] == 79 and second["micro_price"] == "100.666666666666666667"
+        store.set_state("binance_spot", ["BTCUSDT"], BookState.STALE)
+        assert (await get())["state"] == "stale"
+        store.set_state("binance_spot", ["BTCUSDT"], BookState.LIVE)
+        assert (await get())["state"] == "live"
+        again = await get()  # after an outage the figures come again, even unchanged
+        assert again["type"] == "stats" and again["seq"] == 6 and again["micro_price"] == second["micro_price"]
         for bad, want in [({"kind": "stats", "levels": 0}, "levels must be"), ({"kind": "stats", "bps": "x"}, "bps: each band"),
                           ({"kind": "stats", "bps": [1.5]}, "bps: each band")]:
             await ws.send_message(orjson.dumps({"op": "subscribe", "venue": "coinbase_spot", "symbol": "BTC-USD", **bad}).decode())

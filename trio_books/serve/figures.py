@@ -162,6 +162,12 @@ class StatsCache:
         return out
 
 
+def comparable(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures without what moves with every update (ids, timestamps): a ``stats``
+    message goes out when this changes."""
+    return {k: v for k, v in figures.items() if k not in ("update_id", "exchange_ts", "version")}
+
+
 # --- the Starlette routes ---------------------------------------------------------------
 class _JSON(Response):
     media_type = "application/json"

@@ -39,7 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..errors import UnknownBook
 from ..model import BookState, Level
 from ..store import BookStore
-from .figures import StatsCache, StatsQuery, stats_query
+from .figures import StatsCache, StatsQuery, comparable, stats_query
 from .metrics import ClientCounts
 
 MAX_CLIENTS: Final = 256
@@ -68,11 +68,6 @@ def diff_levels(old: dict[Decimal, tuple[str, str]], new: list[Level]) -> list[l
         if key not in seen:
             out.append([price, "0"])
     return out
-
-
-def _figures(message: dict[str, Any]) -> dict[str, Any]:
-    """A stats message without what changes with every update (ids, timestamps)."""
-    return {k: v for k, v in message.items() if k not in ("update_id", "exchange_ts", "version")}
 
 
 def _norm(price: str) -> Decimal:
@@ -213,13 +208,14 @@ class StreamHub:
                     await send({"type": "status", **base, "seq": seq, "version": version, "state": entry.state.value})
                     if entry.state is not BookState.LIVE:
                         need_snapshot = True
+                        last_figures = None  # after an outage, the figures again
                         continue
                 if entry.state is not BookState.LIVE or entry.book is None:
                     continue
                 if query is not None:  # kind "stats": sent when a figure changed
                     figures = self.stats.figures(venue, symbol, query)
-                    if figures is not None and _figures(figures) != last_figures:
-                        last_figures = _figures(figures)
+                    if figures is not None and comparable(figures) != last_figures:
+                        last_figures = comparable(figures)
                         seq += 1
                         await send({"type": "stats", **base, "seq": seq, **figures})
                     continue
