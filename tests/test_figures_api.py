@@ -149,6 +149,13 @@ async def test_metrics_books_gauges_and_their_config_key(nursery):
 
     toml = '[service]\nmetrics_books = ["{}"]\n[venues.kraken_spot]\nsymbols = ["BTC/USD"]\n'
     assert load_config_text(toml.format("kraken_spot:BTC/USD")).service.metrics_books == ("kraken_spot:BTC/USD",)
+    import argparse
+
+    from trio_books.cli import apply_overrides
+
+    env = {"TRIO_BOOKS_METRICS_BOOKS": " kraken_spot:BTC/USD"}
+    assert apply_overrides(load_config_text(toml.format("kraken_spot:BTC/USD")), argparse.Namespace(), env).service.metrics_books \
+        == ("kraken_spot:BTC/USD",)
     for bad in ("kraken_spot:ETH/USD", "kraken_spot", "okx_spot:BTC-USDT"):
         with pytest.raises(ConfigError, match=r'^service.metrics_books: "[^"]*" is not "venue:SYMBOL" of a configured book$'):
             load_config_text(toml.format(bad))

@@ -142,7 +142,7 @@ def figure_families(store: BookStore, books: tuple[str, ...]) -> Iterator:
                                   labels=labels)
     base = GaugeMetricFamily("trio_books_book_depth_base", "Base quantity within bps of the mid, per side", labels=[*labels, "side", "bps"])
     quote = GaugeMetricFamily("trio_books_book_depth_quote", "Quote amount within bps of the mid, per side", labels=[*labels, "side", "bps"])
-    for name in books:
+    for name in dict.fromkeys(books):  # (a book listed twice is exported once)
         venue, _, symbol = name.partition(":")
         if (venue, symbol) not in store or store.state(venue, symbol) is not BookState.LIVE:
             continue  # another shard's book, or not live: no figure rather than a stale one
