@@ -231,6 +231,9 @@ def test_edge_cases():
         v.cost("hold", base="1")
     with pytest.raises(ValueError):
         v.cost("buy", base="1", quote="1")
+    for bad in ("abc", "-1", "0", "1e3", Decimal("NaN")):
+        with pytest.raises(ValueError, match="base must be a plain decimal number above 0"):
+            v.cost("sell", base=bad)
 
 
 def test_rounding_is_half_to_even_once():

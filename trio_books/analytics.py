@@ -185,6 +185,16 @@ def parse_amount(raw: str | None) -> Decimal | None:
     return value if value > 0 else None
 
 
+def as_amount(value: str | Decimal | None, name: str) -> Decimal | None:
+    """A library caller's amount (a decimal string or ``Decimal``); ValueError unless above 0."""
+    if value is None:
+        return None
+    amount = parse_amount(value) if isinstance(value, str) else value
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+        raise ValueError(f"{name} must be a plain decimal number above 0, got {value!r}")
+    return amount
+
+
 def cost(side: str, book: Sequence[Lvl], mid: Decimal | None, *, base: Decimal | None = None,
          quote: Decimal | None = None) -> dict[str, Any]:
     """Walk ``book`` (the asks best first for a buy, the bids for a sell) to trade

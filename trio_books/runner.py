@@ -140,12 +140,11 @@ class Books:
                           venues: set[str] | None = None, markets: frozenset[str] = frozenset({"spot"})) -> dict:
         """What a ``side`` ("buy"/"sell") of ``base`` units (or for ``quote`` units) of
         ``instrument`` costs over the merged live books, naming each venue's fill."""
-        from decimal import Decimal
-
+        from .analytics import as_amount
         from .consolidate import consolidated_cost
 
-        return consolidated_cost(self._store, instrument, side, base=None if base is None else Decimal(base),
-                                 quote=None if quote is None else Decimal(quote), venues=venues, markets=markets)
+        return consolidated_cost(self._store, instrument, side, base=as_amount(base, "base"), quote=as_amount(quote, "quote"),
+                                 venues=venues, markets=markets)
 
     def statistics(self) -> dict[str, VenueStatistics]:
         return {v: venue_statistics(self._store, v) for v in self._store.venues}

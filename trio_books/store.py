@@ -74,7 +74,7 @@ class BookView:
         to use every level the book provably holds."""
         bids, asks = analytics.Ladder(self.bids), analytics.Ladder(self.asks)
         return analytics.cost(side, asks if side == "buy" else bids, analytics.mid_price(bids, asks),
-                              base=None if base is None else Decimal(base), quote=None if quote is None else Decimal(quote))
+                              base=analytics.as_amount(base, "base"), quote=analytics.as_amount(quote, "quote"))
 
 
 @attrs.define

@@ -14,7 +14,7 @@ import trio
 from trio_books import load_config_text
 from trio_books.demo import DEMO_SYMBOLS
 from trio_books.model import BookState
-from trio_books.runner import build_store, run_venues
+from trio_books.runner import Books, build_store, run_venues
 from trio_books.serve.app import build_app, serve_http
 from trio_books.testing import fake_for
 from trio_books.venues import available
@@ -109,6 +109,13 @@ async def test_stats_and_cost_equal_a_hand_computation_from_books_on_every_venue
             assert {k: cost[k] if k != "quote" else cost["filled"]["quote"] for k in ("quote", "avg_price", "worst_price", "slippage_bps")} \
                 == buy_by_hand(book["asks"], Decimal(half), mid), vid
             assert over["sufficient"] is False and over["available"]["base"] == text(total), vid
+        # the library gives the same (the books hold still; BingX re-pushes the same book, so only seqs move)
+        books = Books(store)
+        served = (await http.get("/consolidated/BTC-USD/cost", params={"side": "buy", "quote": "100000", "markets": "spot,perp"})).json()
+        mine = books.consolidated_cost("BTC-USD", "buy", quote="100000", markets=frozenset({"spot", "perp"}))
+        assert {k: v for k, v in mine.items() if k != "venues"} == {k: v for k, v in served.items() if k != "venues"}
+        assert len(served["fills"]) > 1 and sum(Decimal(f["quote"]) for f in served["fills"]) == 100000
+        assert [v["venue"] for v in served["venues"]] == list(fakes)
         metrics = (await http.get("/metrics")).text
     for vid, fake in fakes.items():
         assert f'trio_books_book_mid{{symbol="{fake.symbols[0]}",venue="{vid}"}}' in metrics
