@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+import attrs
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,23 +33,22 @@ MAX_BANDS: Final = 16
 Answer = tuple[int, dict[str, Any]]
 
 
+@attrs.frozen
 class StatsQuery:
     """Validated ``/stats`` parameters: imbalance over ``top`` levels, depth within ``bands`` bps."""
 
-    def __init__(self, top: int = DEFAULT_TOP, bands: tuple[str, ...] = DEFAULT_BANDS) -> None:
-        self.top, self.bands = top, bands
+    top: int = DEFAULT_TOP
+    bands: tuple[str, ...] = DEFAULT_BANDS
 
 
 def stats_query(levels: Any, bps: Any) -> StatsQuery | str:
     """``levels`` (an int or its digits) and ``bps`` (a comma-separated string or a list)
     into a :class:`StatsQuery`, or the one-line problem."""
-    top = DEFAULT_TOP
-    if levels is not None:
-        if type(levels) is str and levels.isascii() and levels.isdigit():
-            levels = int(levels)
-        if type(levels) is not int or not 1 <= levels <= MAX_TOP:
-            return f"levels must be an integer from 1 to {MAX_TOP}"
-    top = levels if levels is not None else top
+    if type(levels) is str and levels.isascii() and levels.isdigit():
+        levels = int(levels)
+    if levels is not None and (type(levels) is not int or not 1 <= levels <= MAX_TOP):
+        return f"levels must be an integer from 1 to {MAX_TOP}"
+    top = DEFAULT_TOP if levels is None else levels
     if bps is None:
         return StatsQuery(top)
     items = bps.split(",") if type(bps) is str else bps
