@@ -195,7 +195,7 @@ def as_amount(value: str | Decimal | None, name: str) -> Decimal | None:
     return amount
 
 
-def cost(side: str, book: Sequence[Lvl], mid: Decimal | None, *, base: Decimal | None = None,
+def cost(side: str, book: Iterable[Lvl], mid: Decimal | None, *, base: Decimal | None = None,
          quote: Decimal | None = None) -> dict[str, Any]:
     """Walk ``book`` (the asks best first for a buy, the bids for a sell) to trade
     ``base`` units, or to spend/receive ``quote`` units, exactly.

@@ -11,10 +11,12 @@ trades at a basis to spot.
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
-from .analytics import Lvl, cost, levels, mid_price
+from .analytics import Ladder, Lvl, cost, mid_price
 from .model import BookState
 from .store import BookEntry, BookStore
 from .venues import get_venue
@@ -90,10 +92,11 @@ def consolidated(store: BookStore, instrument: str, depth: int = 20, venues: set
     }
 
 
-def merge(books: dict[str, tuple[list[Lvl], list[Lvl]]]) -> tuple[list[Lvl], list[Lvl]]:
-    """Every source's levels on one price ladder, best first (at one price, by source name)."""
-    bids = sorted((x for b, _ in books.values() for x in b), key=lambda x: (-x.price, x.source))
-    asks = sorted((x for _, a in books.values() for x in a), key=lambda x: (x.price, x.source))
+def merge(books: dict[str, tuple[Sequence[Lvl], Sequence[Lvl]]]) -> tuple[Iterator[Lvl], Iterator[Lvl]]:
+    """Every source's levels on one price ladder, best first (at one price, by source name);
+    lazy, so a walk converts and compares only the levels it reaches."""
+    bids = heapq.merge(*(b for b, _ in books.values()), key=lambda x: (-x.price, x.source))
+    asks = heapq.merge(*(a for _, a in books.values()), key=lambda x: (x.price, x.source))
     return bids, asks
 
 
@@ -106,19 +109,22 @@ def consolidated_cost(store: BookStore, instrument: str, side: str, *, base: Dec
     earlier than another's may hold better levels past its end than the merge
     knows of, so the split is the best over the known levels."""
     entries, left_out = _select(store, instrument, venues, markets)
-    books: dict[str, tuple[list[Lvl], list[Lvl]]] = {}
+    books: dict[str, tuple[Sequence[Lvl], Sequence[Lvl]]] = {}
     for e in entries:
         assert e.book is not None
-        books[e.venue] = (levels(e.book.top_bids(), e.venue), levels(e.book.top_asks(), e.venue))
+        books[e.venue] = (Ladder(e.book.top_bids(), e.venue), Ladder(e.book.top_asks(), e.venue))
+    bid = max((b[0] for b, _ in books.values() if b), key=lambda x: x.price, default=None)
+    ask = min((a[0] for _, a in books.values() if a), key=lambda x: x.price, default=None)
+    mid = mid_price([bid], [ask]) if bid is not None and ask is not None else None
     bids, asks = merge(books)
     out: dict[str, Any] = {
         "instrument": instrument.upper(),
         "markets": sorted(markets),
         "venues": [{"venue": e.venue, "symbol": e.symbol, "seq": e.seq, "update_id": e.update_id} for e in entries],
         "left_out": left_out,
-        "crossed": bool(bids and asks and bids[0].price > asks[0].price),
+        "crossed": bid is not None and ask is not None and bid.price > ask.price,
     }
-    out.update(cost(side, asks if side == "buy" else bids, mid_price(bids, asks), base=base, quote=quote))
+    out.update(cost(side, asks if side == "buy" else bids, mid, base=base, quote=quote))
     symbols = {e.venue: e.symbol for e in entries}
     if "fills" in out:
         out["fills"] = [{"venue": f["source"], "symbol": symbols[f["source"]], **{k: v for k, v in f.items() if k != "source"}}
