@@ -162,7 +162,7 @@ def test_buy_and_sell_are_symmetric_on_a_mirrored_book(b, frac):
        st.sampled_from(["buy", "sell"]))
 def test_consolidated_cost_is_the_merge_of_per_venue_fills(books, frac, of, side_):
     """Venues may cross each other; each venue's share is what it alone gives for that share."""
-    per = {f"v{i}": (analytics.levels(b, f"v{i}"), analytics.levels(a, f"v{i}")) for i, (b, a) in enumerate(books)}
+    per = {f"v{i}": (analytics.Ladder(b, f"v{i}"), analytics.Ladder(a, f"v{i}")) for i, (b, a) in enumerate(books)}
     bids, asks = map(list, merge(per))
     merged = asks if side_ == "buy" else bids
     raw = [(x.text, format(x.qty, "f")) for x in merged]

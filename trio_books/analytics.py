@@ -50,13 +50,9 @@ class Lvl(NamedTuple):
     source: str = ""
 
 
-def levels(raw: Iterable[Level], source: str = "") -> list[Lvl]:
-    """``(price, qty)`` strings, best first, as :class:`Lvl` (exact ``Decimal``)."""
-    return [Lvl(Decimal(p), Decimal(q), p, q, source) for p, q in raw]
-
-
 class Ladder(Sequence[Lvl]):
-    """:func:`levels` converted on first use: a band or a fill rarely reaches deep into a book."""
+    """A side's ``(price, qty)`` strings, best first, as :class:`Lvl` (exact ``Decimal``),
+    each converted on first use: a band or a fill rarely reaches deep into a book."""
 
     def __init__(self, raw: Sequence[Level], source: str = "") -> None:
         self._raw, self._source = raw, source
