@@ -39,6 +39,7 @@ class ServiceConfig:
     auth_token: str = ""
     metrics_auth: bool = True
     allowed_origins: tuple[str, ...] = ()
+    metrics_books: tuple[str, ...] = ()  # "venue:SYMBOL": books whose derived figures /metrics exports
 
 
 @attrs.frozen
@@ -291,6 +292,10 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"service.channel_capacity: must be between 1 and 10000000, got {svc.channel_capacity}")
     if svc.gc_threshold != 0 and not 700 <= svc.gc_threshold <= 10_000_000:
         raise ConfigError(f"service.gc_threshold: must be 0 (Python's settings) or between 700 and 10000000, got {svc.gc_threshold}")
+    for book in svc.metrics_books:
+        vid, _, symbol = book.partition(":")
+        if vid not in config.venues or symbol not in config.venues[vid].symbols:
+            raise ConfigError(f'service.metrics_books: {_show(book)} is not "venue:SYMBOL" of a configured book')
     for vid, vc in config.venues.items():
         if vid not in VENUE_IDS:
             raise ConfigError(f"venues.{vid}: unknown venue id (known: {', '.join(VENUE_IDS)})")

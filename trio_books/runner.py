@@ -135,6 +135,16 @@ class Books:
 
         return consolidated(self._store, instrument, depth, venues, markets)
 
+    def consolidated_cost(self, instrument: str, side: str, *, base: str | None = None, quote: str | None = None,
+                          venues: set[str] | None = None, markets: frozenset[str] = frozenset({"spot"})) -> dict:
+        """What a ``side`` ("buy"/"sell") of ``base`` units (or for ``quote`` units) of
+        ``instrument`` costs over the merged live books, naming each venue's fill."""
+        from .analytics import as_amount
+        from .consolidate import consolidated_cost
+
+        return consolidated_cost(self._store, instrument, side, base=as_amount(base, "base"), quote=as_amount(quote, "quote"),
+                                 venues=venues, markets=markets)
+
     def statistics(self) -> dict[str, VenueStatistics]:
         return {v: venue_statistics(self._store, v) for v in self._store.venues}
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import attrs
 import trio
 
+from . import analytics
 from .book import OrderBook
 from .errors import NotLive, UnknownBook
 from .model import BookState, Level
@@ -58,6 +60,21 @@ class BookView:
         out["complete_depth"] = {"bids": self.complete_depth[0], "asks": self.complete_depth[1]}
         out["proven_bound"] = {"bids": self.proven_bound[0], "asks": self.proven_bound[1]}
         return out
+
+    def stats(self, top: int = 5, bands: Sequence[str | Decimal] = ("10", "50", "100")) -> dict[str, Any]:
+        """Best bid/ask, mid, spread, micro-price, imbalance over the ``top`` levels and
+        the depth within each band (bps of the mid), from this view's levels
+        (see :mod:`trio_books.analytics` for the formulas and the rounding rule)."""
+        return analytics.stats(analytics.Ladder(self.bids), analytics.Ladder(self.asks), top, [Decimal(b) for b in bands])
+
+    def cost(self, side: str, *, base: str | Decimal | None = None, quote: str | Decimal | None = None) -> dict[str, Any]:
+        """What a ``side`` ("buy"/"sell") of ``base`` units (or for ``quote`` units) costs
+        against this view's levels: average and worst price, slippage against the mid,
+        or ``sufficient: False`` when the view holds less. Take the view with ``depth=None``
+        to use every level the book provably holds."""
+        bids, asks = analytics.Ladder(self.bids), analytics.Ladder(self.asks)
+        return analytics.cost(side, asks if side == "buy" else bids, analytics.mid_price(bids, asks),
+                              base=analytics.as_amount(base, "base"), quote=analytics.as_amount(quote, "quote"))
 
 
 @attrs.define

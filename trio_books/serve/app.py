@@ -21,6 +21,7 @@ from ..log import RateLimiter, named
 from ..model import BookState
 from ..runner import venue_statistics
 from ..store import BookStore
+from .figures import figure_routes
 from .metrics import ClientCounts, build_registry
 from .page import page_routes
 from .stream import MAX_DEPTH_PARAM, StreamHub
@@ -93,7 +94,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
     ``/metrics`` (Prometheus) and ``/ws`` (streaming)."""
     clients = clients or ClientCounts()
     errors_logged = RateLimiter(window=60.0)
-    registry = build_registry(store, clients)
+    registry = build_registry(store, clients, service.metrics_books if service is not None else ())
     hub = StreamHub(store, clients)
 
     async def metrics(request: Request) -> Response:
@@ -193,6 +194,7 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
         routes=[
             Route("/health", health),
             Route("/venues", venues),
+            *figure_routes(store),
             Route("/books/{venue}/{symbol:path}", book),
             Route("/metrics", metrics),
             Route("/consolidated/{instrument:path}", consolidated_view),

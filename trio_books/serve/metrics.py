@@ -31,9 +31,10 @@ class ClientCounts:
 
 
 class StoreCollector:
-    def __init__(self, store: BookStore, clients: ClientCounts) -> None:
+    def __init__(self, store: BookStore, clients: ClientCounts, figure_books: tuple[str, ...] = ()) -> None:
         self.store = store
         self.clients = clients
+        self.figure_books = figure_books
 
     def collect(self) -> Iterator:
         store = self.store
@@ -123,10 +124,42 @@ class StoreCollector:
         uptime = GaugeMetricFamily("trio_books_uptime_seconds", "Seconds since start")
         uptime.add_metric([], time.time() - store.started_at)
         yield from (requests, stream, stream_total, uptime)
+        if self.figure_books:
+            yield from figure_families(store, self.figure_books)
         if store.sinks.get("redis") is not None:
             from ..sinks.redis import sink_metric_families
 
             yield from sink_metric_families(store.sinks["redis"])
+
+
+FIGURE_BANDS = ("10", "50", "100")
+
+
+def figure_families(store: BookStore, books: tuple[str, ...]) -> Iterator:
+    """Derived figures of the live books listed in ``service.metrics_books`` (``venue:SYMBOL``);
+    exact decimals in the API, Prometheus' doubles here (for graphs and alerts)."""
+    labels = ["venue", "symbol"]
+    mid = GaugeMetricFamily("trio_books_book_mid", "(best bid + best ask) / 2", labels=labels)
+    spread = GaugeMetricFamily("trio_books_book_spread_bps", "(best ask - best bid) / mid, in basis points", labels=labels)
+    micro = GaugeMetricFamily("trio_books_book_micro_price", "Size-weighted mid of the best levels", labels=labels)
+    imbalance = GaugeMetricFamily("trio_books_book_imbalance", "(bid - ask) / (bid + ask) base quantity over the top 5 levels",
+                                  labels=labels)
+    base = GaugeMetricFamily("trio_books_book_depth_base", "Base quantity within bps of the mid, per side", labels=[*labels, "side", "bps"])
+    quote = GaugeMetricFamily("trio_books_book_depth_quote", "Quote amount within bps of the mid, per side", labels=[*labels, "side", "bps"])
+    for name in dict.fromkeys(books):  # (a book listed twice is exported once)
+        venue, _, symbol = name.partition(":")
+        if (venue, symbol) not in store or store.state(venue, symbol) is not BookState.LIVE:
+            continue  # another shard's book, or not live: no figure rather than a stale one
+        figures = store.view(venue, symbol).stats(5, FIGURE_BANDS)
+        for family, value in ((mid, figures["mid"]), (spread, figures["spread_bps"]), (micro, figures["micro_price"]),
+                              (imbalance, figures["imbalance"]["value"])):
+            if value is not None:
+                family.add_metric([venue, symbol], float(value))
+        for band, sides in figures["depth"].items():
+            for side, d in (sides or {}).items():
+                base.add_metric([venue, symbol, side, band], float(d["base"]))
+                quote.add_metric([venue, symbol, side, band], float(d["quote"]))
+    yield from (mid, spread, micro, imbalance, base, quote)
 
 
 def _in_trio() -> bool:
@@ -137,7 +170,7 @@ def _in_trio() -> bool:
         return False
 
 
-def build_registry(store: BookStore, clients: ClientCounts) -> CollectorRegistry:
+def build_registry(store: BookStore, clients: ClientCounts, figure_books: tuple[str, ...] = ()) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, clients))
+    registry.register(StoreCollector(store, clients, figure_books))
     return registry

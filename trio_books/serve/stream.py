@@ -14,6 +14,8 @@ Server → client, per subscription (``seq`` counts this subscription's messages
 * ``{"type": "update", ..., "bids", "asks"}``: changed levels since the previous
   message (quantity ``"0"`` removes a level);
 * ``{"type": "top", ..., "bid", "ask"}`` for ``kind = "top"``;
+* ``{"type": "stats", ..., "version", "update_id", <figures>}`` for ``kind = "stats"``
+  (optional ``"levels"`` and ``"bps"`` as for ``/books/…/stats``), when a figure changed;
 * ``{"type": "status", ..., "state"}`` whenever the book's state changes.
 
 A slow client never slows the feeds or other clients: each subscription
@@ -37,6 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..errors import UnknownBook
 from ..model import BookState, Level
 from ..store import BookStore
+from .figures import StatsCache, StatsQuery, comparable, stats_query
 from .metrics import ClientCounts
 
 MAX_CLIENTS: Final = 256
@@ -78,6 +81,7 @@ class StreamHub:
         self.store = store
         self.clients = clients
         self.per_address: Counter[str] = Counter()
+        self.stats = StatsCache(store)
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -163,8 +167,11 @@ class StreamHub:
         kind = msg.get("kind", "book")
         if type(depth) is not int or not 1 <= depth <= MAX_DEPTH_PARAM:
             return f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}"
-        if kind not in ("book", "top"):
-            return 'kind must be "book" or "top"'
+        if kind not in ("book", "top", "stats"):
+            return 'kind must be "book", "top" or "stats"'
+        query = stats_query(msg.get("levels"), msg.get("bps")) if kind == "stats" else None
+        if isinstance(query, str):
+            return query
         try:
             self.store.entry(venue, symbol)
         except UnknownBook as exc:
@@ -175,10 +182,11 @@ class StreamHub:
             return f"at most {MAX_SUBSCRIPTIONS} subscriptions per client"
         scope = trio.CancelScope()
         subs[key] = scope
-        nursery.start_soon(self._follow, scope, venue, symbol, depth, kind, send)
+        nursery.start_soon(self._follow, scope, venue, symbol, depth, kind, send, query)
         return None
 
-    async def _follow(self, scope: trio.CancelScope, venue: str, symbol: str, depth: int, kind: str, send) -> None:
+    async def _follow(self, scope: trio.CancelScope, venue: str, symbol: str, depth: int, kind: str, send,
+                      query: StatsQuery | None = None) -> None:
         with scope:
             entry = self.store.entry(venue, symbol)
             seq = 0
@@ -187,6 +195,7 @@ class StreamHub:
             asks: dict[Decimal, tuple[str, str]] = {}
             need_snapshot = True
             last_top: tuple[Any, Any] | None = None
+            last_figures: dict[str, Any] | None = None
             version = -1
             while True:
                 if entry.seq == version:
@@ -199,8 +208,16 @@ class StreamHub:
                     await send({"type": "status", **base, "seq": seq, "version": version, "state": entry.state.value})
                     if entry.state is not BookState.LIVE:
                         need_snapshot = True
+                        last_figures = None  # after an outage, the figures again
                         continue
                 if entry.state is not BookState.LIVE or entry.book is None:
+                    continue
+                if query is not None:  # kind "stats": sent when a figure changed
+                    figures = self.stats.figures(venue, symbol, query)
+                    if figures is not None and comparable(figures) != last_figures:
+                        last_figures = comparable(figures)
+                        seq += 1
+                        await send({"type": "stats", **base, "seq": seq, **figures})
                     continue
                 view = self.store.view(venue, symbol, depth)
                 if kind == "top":
