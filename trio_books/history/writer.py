@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .layout import (MANIFEST, RUNS, SCHEMAS, FORMAT, hour_of, manifests, new_manifest, partition, read_json,
+from .layout import (MANIFEST, RUNS, SCHEMAS, FORMAT, hour_of, new_manifest, partition, read_json,
                      write_json)
 
 MERGED_ROW_GROUP = 250_000
