@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 
 import pytest
 import trio
@@ -104,7 +105,7 @@ async def test_iter_books_and_changes_and_refusals(nursery, pacer, autojump_cloc
     with pytest.raises(history.NotCaptured, match="outside the captured range"):
         h.book_at(vid, symbol, (EPOCH_US - 1) / 1e6)
     gap = next(g for g in h.gaps(vid, symbol) if g.end_us is not None and g.end_us - g.start_us > 1)
-    with pytest.raises(history.InGap, match=gap.reason[:20]):
+    with pytest.raises(history.InGap, match=re.escape(gap.reason[:20])):
         h.book_at(vid, symbol, history.reader.to_datetime(gap.start_us))
     with pytest.raises(history.HistoryError, match="ISO 8601"):
         h.book_at(vid, symbol, "yesterday")

@@ -75,6 +75,7 @@ class Gap:
     start_us: int
     end_us: int | None  # None: still open when the capture last wrote
     reason: str
+    run: str = ""  # the capture run that wrote it
 
     def contains(self, t: int, until: int) -> bool:
         return self.start_us <= t < (self.end_us if self.end_us is not None else until + 1)
@@ -164,7 +165,7 @@ class History:
             for f in m["files"]:
                 self.files[m["venue"]].append(_File(path.parent / f["file"], f["kind"], f["run"], f["first_us"], f["last_us"]))
             for g in m["gaps"]:
-                self._gaps[m["venue"]].append(Gap(m["venue"], g["symbol"], g["start_us"], g["end_us"], g["reason"]))
+                self._gaps[m["venue"]].append(Gap(m["venue"], g["symbol"], g["start_us"], g["end_us"], g["reason"], g.get("run", "")))
         for files in self.files.values():
             files.sort(key=lambda f: (f.first_us, f.path.name))
 
@@ -189,16 +190,16 @@ class History:
                       key=lambda g: (g.start_us, g.symbol))
 
     def _run_at(self, venue: str, symbol: str, t: int) -> str:
-        runs = [(r, s, u) for r, (s, u, venues) in self.runs.items() if venue in venues]
-        for run, started, until in runs:
+        for gap in self.gaps(venue, symbol):
+            if gap.contains(t, self.runs.get(gap.run, (0, t, None))[1]):
+                end = "still open at the end of the capture" if gap.end_us is None else to_datetime(gap.end_us).isoformat()
+                raise InGap(f"{venue} {symbol} at {to_datetime(t).isoformat()}: inside a gap from "
+                            f"{to_datetime(gap.start_us).isoformat()} to {end} ({gap.reason})", gap)
+        runs = sorted((s, u, r) for r, (s, u, venues) in self.runs.items() if venue in venues)
+        for started, until, run in runs:
             if started <= t <= until:
-                for gap in self.gaps(venue, symbol):
-                    if gap.contains(t, until):
-                        end = "still open at the end of the capture" if gap.end_us is None else to_datetime(gap.end_us).isoformat()
-                        raise InGap(f"{venue} {symbol} at {to_datetime(t).isoformat()}: inside a gap from "
-                                    f"{to_datetime(gap.start_us).isoformat()} to {end} ({gap.reason})", gap)
                 return run
-        spans = ", ".join(f"{to_datetime(s).isoformat()} to {to_datetime(u).isoformat()}" for _, s, u in sorted(runs, key=lambda r: r[1]))
+        spans = ", ".join(f"{to_datetime(s).isoformat()} to {to_datetime(u).isoformat()}" for s, u, _ in runs)
         raise NotCaptured(f"{venue} {symbol} at {to_datetime(t).isoformat()}: outside the captured range "
                           f"({spans or 'the venue was never captured'})")
 
