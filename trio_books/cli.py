@@ -128,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--http", default=None, help="HTTP API bind address host:port (default 127.0.0.1:8080, or $TRIO_BOOKS_HTTP)")
     demo.add_argument("--log-level", dest="log_level", default=None)
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
+    demo.add_argument("--capture", default=None, metavar="DIR", help="also capture every book to Parquet in DIR (trio-books history)")
     return p
 
 

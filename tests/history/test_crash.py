@@ -63,6 +63,9 @@ async def test_sigkill_keeps_closed_files_readable_and_the_next_start_notes_the_
     assert "Traceback" not in second.log()
     for path in out.glob("venue=*/date=*/hour=*/*.parquet"):  # nothing unlisted is left
         assert path in {p for p, _ in listed(out)}, path
+    for manifest in out.glob("venue=*/date=*/hour=*/manifest.json"):  # each run's files merged: one per kind
+        files = [(f["run"], f["kind"]) for f in json.loads(manifest.read_text())["files"]]
+        assert len(files) == len(set(files)), files
 
     h = history.open(out)
     down = [g for g in h.gaps("binance_spot") if g.reason.startswith("capture_down")]

@@ -12,7 +12,9 @@ book of its venues, from its last flush to this start.
 
 from __future__ import annotations
 
+import calendar
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .layout import (MANIFEST, RUNS, SCHEMAS, FORMAT, hour_of, new_manifest, partition, read_json,
+from .layout import (MANIFEST, RUNS, SCHEMAS, FORMAT, hour_of, manifests, new_manifest, partition, read_json,
                      write_json)
 
 MERGED_ROW_GROUP = 250_000
@@ -57,6 +59,7 @@ class HistoryWriter:
                 self._commit_manifests()
                 write_json(path, run)
                 notes.append(why)
+                self._merge_run(run["run"], hour_of(run["started"]))
         self.run = {"format": FORMAT, "run": self.run_id, "started": now, "flushed_until": now, "ended": None, "venues": []}
         write_json(self._run_path(), self.run)
         return notes
@@ -128,17 +131,28 @@ class HistoryWriter:
                 out.write_table(table, row_group_size=MERGED_ROW_GROUP)
         os.replace(tmp, path)
 
-    def _merge(self, venue: str, hour: int) -> None:
-        """This run's files of one partition into one per kind."""
+    def _merge_run(self, run: str, since: int) -> None:
+        """A crashed run's files, merged (it never did so itself)."""
+        for path in manifests(self.root):
+            m = read_json(path)
+            hour = calendar.timegm(time.strptime(m["date"], "%Y-%m-%d")) // 3600 + m["hour"]
+            if hour >= since and any(f["run"] == run for f in m["files"]):
+                self._merge(m["venue"], hour, run)
+        self._commit_manifests()
+        self.manifests.clear()
+
+    def _merge(self, venue: str, hour: int, run: str | None = None) -> None:
+        """A run's files (this one's by default) of one partition into one per kind."""
+        run = run or self.run_id
         manifest = self._manifest(venue, hour)
         folder = partition(self.root, venue, hour)
         for kind in SCHEMAS:
-            mine = [f for f in manifest["files"] if f["kind"] == kind and f["run"] == self.run_id]
+            mine = [f for f in manifest["files"] if f["kind"] == kind and f["run"] == run]
             if len(mine) < 2:
                 continue
-            name = f"{kind}-{self.run_id}.parquet"
+            name = f"{kind}-{run}.parquet"
             self._write_table(folder / name, _grouped(folder, mine), SCHEMAS[kind])
-            merged = {"file": name, "kind": kind, "run": self.run_id, "rows": sum(f["rows"] for f in mine),
+            merged = {"file": name, "kind": kind, "run": run, "rows": sum(f["rows"] for f in mine),
                       "first_us": min(f["first_us"] for f in mine), "last_us": max(f["last_us"] for f in mine)}
             manifest["files"] = [f for f in manifest["files"] if f not in mine] + [merged]
             write_json(folder / MANIFEST, manifest)  # commit, then the merged files go
