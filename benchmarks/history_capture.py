@@ -91,6 +91,47 @@ def _timed_writes() -> None:
     HistoryWriter.write = timed
 
 
+def micro(n: int = 100_000) -> tuple[float, float]:
+    """CPU µs per change (three levels) on the Trio thread (the tap) and in the writer
+    thread, measured alone: figures other load moves less than the windows above."""
+    from trio_books.book import OrderBook
+    from trio_books.history.writer import HistoryWriter
+    from trio_books.model import Delta
+    from trio_books.sinks.parquet import CaptureTap, wall_clock_us
+    from trio_books.store import BookStore
+
+    async def run() -> tuple[float, float]:
+        store = BookStore([("v", "S")])
+        clock = wall_clock_us()
+        tap = CaptureTap(store, ParquetSinkConfig(), clock, clock())
+        book = OrderBook(1000)
+        book.apply([(f"{1000 - i}.00", "1.0") for i in range(1, 100)], [(f"{1000 + i}.00", "1.0") for i in range(1, 100)])
+        store.publish("v", "S", book)
+        store.set_state("v", ["S"], BookState.LIVE)
+        entry = store.entry("v", "S")
+        delta = Delta("S", [("999.00", "2.0"), ("998.00", "0")], [("1001.00", "3.0")], final_id=5, exchange_ts=time.time())
+        times = []
+        for tapped in (None, tap):
+            store.tap = tapped
+            store.touched(entry, 1, None)
+            c0 = time.process_time()
+            for i in range(n):
+                if tapped is not None:
+                    tapped.applied(entry, book, delta)
+                store.touched(entry, i, None)
+            times.append(time.process_time() - c0)
+        batch = tap.take()
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = HistoryWriter(tmp, "micro")
+            writer.open_run(clock())
+            c0 = time.process_time()
+            writer.write(batch)
+            written = time.process_time() - c0
+        return (times[1] - times[0]) / n * 1e6, written / n * 1e6
+
+    return trio.run(run)
+
+
 def on_disk(root: Path) -> tuple[int, int, int]:
     import pyarrow.parquet as pq
 
@@ -126,6 +167,8 @@ def main() -> None:
           f"of which the writer thread {cap['writer']:.1%} ({cap['writer'] / max(events, 1) * 1e6:.1f} µs per event)")
     print(f"on disk: {total / 1e6:.2f} MB for {rows} level changes in {deltas} changes (snapshots and manifests included): "
           f"{total / max(rows, 1):.1f} bytes per level change, {total / max(deltas, 1):.1f} bytes per change")
+    tap_us, writer_us = micro()
+    print(f"per change of 3 levels, measured alone: {tap_us:.1f} µs on the Trio thread, {writer_us:.1f} µs in the writer thread")
     hour = total / max(deltas, 1) * events * 3600
     print(f"an hour at this rate: {hour / 1e6:.0f} MB; per event per second of rate: {hour / max(events, 1) / 1e6:.2f} MB an hour")
 
