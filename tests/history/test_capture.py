@@ -26,14 +26,14 @@ SECONDS = 60.0
 DEPTH = 10
 
 
-async def capture(nursery, path, seed: int) -> dict:
+async def capture(nursery, path, seed: int, venues=VENUES, extra: str = "") -> dict:
     """Run the venues with a capture for :data:`SECONDS` (virtual), injecting faults."""
     rng = random.Random(seed)
     fakes, logs = {}, {}
-    for vid, symbols in VENUES.items():
+    for vid, symbols in venues.items():
         fake = await nursery.start(fake_for(vid)(symbols, rate=20, seed=rng.randrange(1000)).serve)
         fakes[vid], logs[vid] = fake, TruthLog(fake)
-    config = load_config_text("\n".join(fast_config(fake, vid) for vid, fake in fakes.items()))
+    config = load_config_text("\n".join(fast_config(fake, vid) + extra for vid, fake in fakes.items()))
     store = build_store(config)
     cfg = ParquetSinkConfig(path=str(path), flush_interval=2.0, snapshot_interval=5.0)
     async with trio.open_nursery() as inner:
@@ -57,14 +57,12 @@ async def capture(nursery, path, seed: int) -> dict:
     return logs
 
 
-async def test_book_at_equals_truth_or_is_refused_in_a_gap(nursery, pacer, autojump_clock, tmp_path):
-    logs = await capture(nursery, tmp_path, seed=19)
-    h = history.open(tmp_path)
-    rng = random.Random(7)
-    start, stop = EPOCH_US + 1_000_000, history.reader.to_us(h.coverage("okx_spot")[-1][1])
-    gaps = [g for vid in VENUES for g in h.gaps(vid) if g.end_us is not None]
-    instants = [(vid, s, rng.randrange(start, stop)) for vid in VENUES for s in VENUES[vid] for _ in range(60)]
-    instants += [(g.venue, g.symbol, g.end_us + 1_000) for g in gaps]  # just after each gap: rebuilt from its snapshot
+def check_instants(h, logs, venues, rng) -> tuple[int, int, set[str]]:
+    """Books at random instants (and just after each gap) equal the truth; inside each gap: refused."""
+    start, stop = EPOCH_US + 1_000_000, history.reader.to_us(h.coverage(next(iter(venues)))[-1][1])
+    gaps = [g for vid in venues for g in h.gaps(vid) if g.end_us is not None]
+    instants = [(vid, s, rng.randrange(start, stop)) for vid in venues for s in venues[vid] for _ in range(60)]
+    instants += [(g.venue, g.symbol, g.end_us + 1_000) for g in gaps if g.symbol != "*"]  # just after each gap
     equal = hidden = 0
     for vid, symbol, t in instants:
         log = logs[vid]
@@ -81,12 +79,26 @@ async def test_book_at_equals_truth_or_is_refused_in_a_gap(nursery, pacer, autoj
         equal += 1
     for g in [g for g in gaps if g.end_us - g.start_us > 1]:  # inside every gap: refused, with the gap's reason
         with pytest.raises(history.InGap) as refused:
-            h.book_at(g.venue, g.symbol, (g.start_us + g.end_us) / 2e6)
+            h.book_at(g.venue, g.symbol if g.symbol != "*" else venues[g.venue][0], (g.start_us + g.end_us) / 2e6)
         assert refused.value.gap.reason in str(refused.value)
-    reasons = {g.reason.split(":")[0] for g in gaps}
-    print(f"\n{equal} rebuilt books equal the truth ({hidden} in a hidden gap), {len(gaps)} gaps refused: {sorted(reasons)}")
+    return equal, hidden, {g.reason.split(":")[0] for g in gaps}
+
+
+async def test_book_at_equals_truth_or_is_refused_in_a_gap(nursery, pacer, autojump_clock, tmp_path):
+    logs = await capture(nursery, tmp_path, seed=19)
+    h = history.open(tmp_path)
+    equal, hidden, reasons = check_instants(h, logs, VENUES, random.Random(7))
+    print(f"\n{equal} rebuilt books equal the truth ({hidden} in a hidden gap), gaps: {sorted(reasons)}")
     assert equal > 200
     assert "capture started" in reasons and len(reasons) >= 3, reasons
+
+
+async def test_with_a_hot_standby_each_hand_over_is_captured(nursery, pacer, autojump_clock, tmp_path):
+    venues = {"binance_spot": ["BTCUSDT", "ETHUSDT"], "bybit_spot": ["BTCUSDT"]}
+    logs = await capture(nursery, tmp_path, seed=5, venues=venues, extra="redundancy = 2\n")
+    h = history.open(tmp_path)
+    equal, _, _ = check_instants(h, logs, venues, random.Random(8))
+    assert equal > 100
 
 
 async def test_iter_books_and_changes_and_refusals(nursery, pacer, autojump_clock, tmp_path):

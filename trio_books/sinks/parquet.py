@@ -113,7 +113,7 @@ class CaptureTap:
         cap.seq += 1
         ts = delta.exchange_ts
         self.batch.changes.setdefault(entry.venue, []).append(
-            (entry.symbol, cap.seq, self.clock(), None if ts is None else int(ts * 1e6), delta.final_id, delta.bids, delta.asks))
+            (entry.symbol, cap.seq, self.clock(), None if ts is None else round(ts * 1e6), delta.final_id, delta.bids, delta.asks))
         self.batch.rows += len(delta.bids) + len(delta.asks)
 
     def published(self, entry: Any) -> None:
@@ -143,7 +143,7 @@ class CaptureTap:
         cap.seq += 1
         ts = entry.exchange_ts
         bound_bid, bound_ask = book.proven_bounds()
-        row = (entry.symbol, cap.seq, now, None if ts is None else int(ts * 1e6), entry.update_id, book.depth, book.tracked,
+        row = (entry.symbol, cap.seq, now, None if ts is None else round(ts * 1e6), entry.update_id, book.depth, book.tracked,
                bound_bid, bound_ask, book.bids.values(), book.asks.values())
         self.batch.snapshots.setdefault(entry.venue, []).append(row)
         self.batch.rows += len(book)
