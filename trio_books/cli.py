@@ -179,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = load()
+        if config.sinks.parquet is not None and config.sinks.parquet.enabled:
+            from .sinkconfig import capture_dir_problem
+
+            problem = capture_dir_problem(config.sinks.parquet.path)
+            if problem:
+                raise ConfigError(problem)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

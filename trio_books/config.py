@@ -93,8 +93,8 @@ class ParquetSinkConfig:
     path: str = "history"  # the capture directory
     flush_interval: float = 10.0  # seconds: rows are written at least this often (a crash loses at most this much)
     snapshot_interval: float = 60.0  # seconds: a full snapshot of every changing book this often
-    max_rows: int = 200_000  # rows waiting in memory: written early past this
-    queue: int = 8  # batches waiting for the writer thread; past this a batch is dropped (a gap, "overflow")
+    max_rows: int = 100_000  # rows waiting in memory: written early past this
+    queue: int = 4  # batches waiting for the writer thread; past this a batch is dropped (a gap, "overflow")
     compression: str = "zstd"
     enabled: bool = True
 

@@ -33,9 +33,13 @@ def run_demo(args: argparse.Namespace, apply_overrides: Callable[..., Config]) -
     service = apply_overrides(base, args).service
     if getattr(args, "capture", None):
         from .config import ParquetSinkConfig
-        from .sinkconfig import check_parquet
+        from .errors import ConfigError
+        from .sinkconfig import capture_dir_problem, check_parquet
 
         check_parquet(ParquetSinkConfig(path=args.capture))  # e.g. pyarrow missing: one line, exit 2
+        problem = capture_dir_problem(args.capture)
+        if problem:
+            raise ConfigError(problem)
     setup_logging(service.log_level)
     from .cli import run_serving
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import cattrs
@@ -61,3 +62,14 @@ def check_parquet(cfg: ParquetSinkConfig) -> None:
         raise ConfigError(f"sinks.parquet.compression: must be one of {', '.join(PARQUET_COMPRESSIONS)}, got {_show(cfg.compression)}")
     if cfg.enabled:
         _needs("pyarrow", "parquet", "history")
+
+
+def capture_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot hold a capture (created if missing), or None."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        return f"sinks.parquet.path: cannot create {path} ({exc.strerror or exc})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"sinks.parquet.path: cannot write to {path}"
+    return None

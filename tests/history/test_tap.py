@@ -58,7 +58,7 @@ async def test_a_batch_the_writer_could_not_take_is_a_gap_until_the_next_snapsho
     tap = store.tap = CaptureTap(store, ParquetSinkConfig(), clock, started=clock())
     book = served(store, "S", 5)
     served(store, "T", 1)
-    tap.flushed = tap.take().until  # queued fine
+    since = tap.take().until  # queued fine
     delta = Delta("S", [("1.0", "4")], [], final_id=6)
     tap.applied(store.entry("v", "S"), book, delta)
     lost = tap.take()
@@ -69,7 +69,7 @@ async def test_a_batch_the_writer_could_not_take_is_a_gap_until_the_next_snapsho
     batch = tap.take()
     assert "v" not in batch.changes and [s[0] for s in batch.snapshots["v"]] == ["S"]
     (gap,) = batch.gaps["v"]
-    assert gap[0] == "S" and gap[1] == tap.flushed and gap[2] == batch.snapshots["v"][0][2] and gap[3].startswith("overflow")
+    assert gap[0] == "S" and gap[1] == since and gap[2] == batch.snapshots["v"][0][2] and gap[3].startswith("overflow")
 
 
 @pytest.mark.parametrize("table,error", [
@@ -91,3 +91,24 @@ def test_capture_cli_sets_the_directory(tmp_path):
 
     config = capturing(load_config_text('[sinks.parquet]\nflush_interval = 2\nenabled = false\n'), str(tmp_path))
     assert config.sinks.parquet == ParquetSinkConfig(path=str(tmp_path), flush_interval=2.0)
+
+
+async def test_a_failed_write_is_a_gap_of_its_books_not_the_end_of_the_service():
+    from loguru import logger
+
+    from trio_books.sinks.parquet import _write
+
+    store = BookStore([("v", "S")])
+    clock = itertools.count(1000).__next__
+    tap = store.tap = CaptureTap(store, ParquetSinkConfig(), clock, started=clock())
+    served(store, "S", 5)
+
+    class FullDisk:
+        def write(self, batch):
+            raise OSError(28, "No space left on device")
+
+    batch = tap.take()
+    await _write(FullDisk(), batch, tap, logger)
+    assert tap.stats.failed_batches == 1
+    cap = tap.books[("v", "S")]
+    assert cap.gap_start == batch.since and cap.dirty and cap.gap_reason.startswith("overflow")

@@ -36,6 +36,7 @@ import trio
 from loguru import logger
 
 from ..config import ParquetSinkConfig
+from ..log import RateLimiter
 from ..model import BookState
 
 
@@ -66,6 +67,7 @@ class Batch:
     before it is in this batch or an earlier one."""
 
     until: int
+    since: int = 0  # every row after it and at or before ``until`` is in this batch
     changes: dict[str, list] = attrs.field(factory=dict)  # venue -> [(symbol, seq, recv, exch, uid, bids, asks)]
     snapshots: dict[str, list] = attrs.field(factory=dict)  # venue -> [Snapshot rows]
     gaps: dict[str, list] = attrs.field(factory=dict)  # venue -> [(symbol, start, end | None, reason)]
@@ -77,7 +79,8 @@ class CaptureStats:
     changes: int = 0
     snapshots: int = 0
     batches: int = 0
-    dropped_batches: int = 0
+    dropped_batches: int = 0  # the queue was full
+    failed_batches: int = 0  # the writer failed (counted in dropped_batches too)
     gaps: int = 0
 
     def to_json(self) -> dict[str, int]:
@@ -92,8 +95,9 @@ class CaptureTap:
         self.interval = int(cfg.snapshot_interval * 1e6)
         self.books: dict[tuple[str, str], _Book] = {}
         self.stats = CaptureStats()
-        now = self.flushed = started
-        self.batch = Batch(until=now)
+        self.logged = RateLimiter(window=60.0)
+        now = started
+        self.batch = Batch(until=now, since=now)
         for entry in store.entries():
             self._book(entry, now)
 
@@ -160,7 +164,7 @@ class CaptureTap:
         for cap in self.books.values():
             if cap.dirty and cap.entry is not None:
                 self._snapshot(cap, now)
-        batch, self.batch = self.batch, Batch(until=now)
+        batch, self.batch = self.batch, Batch(until=now, since=now)
         for cap in self.books.values():  # gaps still open are written too (a crash then keeps them)
             if cap.gap_start is not None:
                 batch.gaps.setdefault(cap.venue, []).append((cap.symbol, cap.gap_start, None, cap.gap_reason))
@@ -169,8 +173,9 @@ class CaptureTap:
         return batch
 
     def lost(self, batch: Batch) -> None:
-        """``batch`` could not be queued: each of its books has a gap from the last
-        flush until its next snapshot; the gaps it closed are kept for the next batch."""
+        """``batch`` was not written (the queue was full, or the writer failed): each
+        of its books has a gap from the batch's start until its next snapshot; the
+        gaps it closed are kept for the next batch."""
         self.stats.dropped_batches += 1
         for venue, gaps in batch.gaps.items():
             self.batch.gaps.setdefault(venue, []).extend(g for g in gaps if g[2] is not None)
@@ -178,7 +183,7 @@ class CaptureTap:
             for symbol in {r[0] for r in rows}:
                 cap = self.books[(venue, symbol)]
                 if cap.gap_start is None:
-                    cap.gap_start, cap.gap_reason = self.flushed, "overflow: the writer fell behind and rows were dropped"
+                    cap.gap_start, cap.gap_reason = batch.since, "overflow: the writer fell behind or failed; rows were dropped"
                 cap.dirty = True
 
 
@@ -202,7 +207,7 @@ async def run_parquet_sink(cfg: ParquetSinkConfig, store: Any, *, clock: Callabl
     send, recv = trio.open_memory_channel[Batch](cfg.queue)
     log.info("capturing {} books to {} (run {})", len(tap.books), cfg.path, run_id)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_write_batches, recv, writer, log)
+        nursery.start_soon(_write_batches, recv, writer, tap, log)
         task_status.started(tap)
         try:
             while True:
@@ -227,21 +232,35 @@ def _hand_over(tap: CaptureTap, send: trio.MemorySendChannel, log: Any) -> None:
         log.warning("parquet writer behind ({} batches queued): a batch dropped, its books have a gap until their next snapshot",
                     tap.cfg.queue)
         return
-    tap.flushed = batch.until
     tap.stats.batches += 1
 
 
-async def _write_batches(recv: trio.MemoryReceiveChannel, writer: Any, log: Any) -> None:
+async def _write_batches(recv: trio.MemoryReceiveChannel, writer: Any, tap: CaptureTap, log: Any) -> None:
     try:
         async for batch in recv:
-            await trio.to_thread.run_sync(writer.write, batch)
+            await _write(writer, batch, tap, log)
     finally:
         with trio.move_on_after(60) as scope:  # clean-up: what is queued, then the run's end
             scope.shield = True
             async for batch in recv:
-                await trio.to_thread.run_sync(writer.write, batch)
-            await trio.to_thread.run_sync(writer.close_run)
-            log.info("capture run {} closed", writer.run_id)
+                await _write(writer, batch, tap, log)
+            try:
+                await trio.to_thread.run_sync(writer.close_run)
+            except OSError as exc:
+                log.error("capture run {} not closed: {}", writer.run_id, exc)
+            else:
+                log.info("capture run {} closed", writer.run_id)
+
+
+async def _write(writer: Any, batch: Batch, tap: CaptureTap, log: Any) -> None:
+    """One batch to disk; a failure (disk full, permissions) is a gap of its books, never the service's end."""
+    try:
+        await trio.to_thread.run_sync(writer.write, batch)
+    except OSError as exc:
+        tap.stats.failed_batches += 1
+        tap.lost(batch)
+        if tap.logged.check("write") is not None:
+            log.error("parquet capture cannot write ({}): its books have a gap until their next snapshot", exc)
 
 
 __all__ = ["Batch", "CaptureStats", "CaptureTap", "run_parquet_sink", "wall_clock_us"]
