@@ -57,10 +57,13 @@ async def test_sigkill_keeps_closed_files_readable_and_the_next_start_notes_the_
     for path in out.glob("venue=*/date=*/hour=*/*.parquet"):  # and every closed (renamed) file is readable
         pq.read_metadata(path)
 
-    second = await ServiceProcess(config).start(nursery)
+    # the next start: `trio-books capture --out` (the directory given wins over the file's)
+    second = ServiceProcess(config.replace(f'path = "{out}"', f'path = "{tmp_path / "elsewhere"}"'))
+    second.args[3:4] = ["capture", "--out", str(out)]
+    await second.start(nursery)
     await wait_files(out, len(listed(out)) + 4, second)
     assert await second.stop() == 0
-    assert "Traceback" not in second.log()
+    assert "Traceback" not in second.log() and not (tmp_path / "elsewhere").exists()
     for path in out.glob("venue=*/date=*/hour=*/*.parquet"):  # nothing unlisted is left
         assert path in {p for p, _ in listed(out)}, path
     for manifest in out.glob("venue=*/date=*/hour=*/manifest.json"):  # each run's files merged: one per kind

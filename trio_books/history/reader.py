@@ -248,7 +248,7 @@ class History:
                 row = table.slice(table.num_rows - 1).to_pylist()[0]
                 seq, ts = row["seq"], _us(row["received_ts"])
                 later = [x for x in mine if x.last_us >= ts]
-                events = heapq.merge(_changes(later, symbol, seq), _snapshots(later, symbol, seq), key=lambda e: e[0])
+                events = heapq.merge(_changes(later, symbol, seq, ts), _snapshots(later, symbol, seq, ts), key=lambda e: e[0])
                 return _Cursor(run, load_snapshot(*_snapshot_args(row)), events, ts, row["update_id"],
                                _us(row["exchange_ts"]))
         raise NotCaptured(f"{venue} {symbol}: no snapshot of this book at or before {to_datetime(t).isoformat()} "
@@ -273,9 +273,14 @@ def _us(value: datetime | None) -> int | None:
     return None if value is None else (value - EPOCH) // timedelta(microseconds=1)
 
 
-def _rows(f: _File, symbol: str | None) -> pa.Table:
+def _rows(f: _File, symbol: str | None, since: int | None = None) -> pa.Table:
+    """One file's rows (of ``symbol``, received at or after ``since``): row groups
+    outside them are skipped by their statistics."""
+    filters = [] if symbol is None else [("symbol", "==", symbol)]
+    if since is not None and since > f.first_us:
+        filters.append(("received_ts", ">=", to_datetime(since)))
     try:
-        return pq.read_table(f.path, filters=None if symbol is None else [("symbol", "==", symbol)])
+        return pq.read_table(f.path, filters=filters or None)
     except (OSError, pa.ArrowException) as exc:
         raise HistoryError(f"{f.path}: unreadable ({exc})") from None
 
@@ -284,12 +289,13 @@ def _snapshot_args(row: dict) -> tuple:
     return row["depth"], row["tracked"], levels(row["bids"]), levels(row["asks"]), row["bid_bound"], row["ask_bound"]
 
 
-def _changes(files: list[_File], symbol: str, after: int) -> Iterator[tuple]:
-    """``(seq, ts, "c", update_id, exchange_us, bids, asks)``, one per change, in order."""
+def _changes(files: list[_File], symbol: str, after: int, since: int) -> Iterator[tuple]:
+    """``(seq, ts, "c", update_id, exchange_us, bids, asks)``, one per change after
+    row ``after`` (received at or after ``since``), in order."""
     for f in files:
         if f.kind != "changes":
             continue
-        table = _rows(f, symbol)
+        table = _rows(f, symbol, since)
         table = table.filter(pc.greater(table["seq"], after))
         cols = [table[name].to_pylist() for name in ("seq", "side", "price", "qty", "update_id")]
         recv, exch = table["received_ts"].cast(pa.int64()).to_pylist(), table["exchange_ts"].cast(pa.int64()).to_pylist()
@@ -304,11 +310,11 @@ def _changes(files: list[_File], symbol: str, after: int) -> Iterator[tuple]:
             i = j
 
 
-def _snapshots(files: list[_File], symbol: str, after: int) -> Iterator[tuple]:
+def _snapshots(files: list[_File], symbol: str, after: int, since: int) -> Iterator[tuple]:
     for f in files:
         if f.kind != "snapshots":
             continue
-        table = _rows(f, symbol)
+        table = _rows(f, symbol, since)
         for row in table.filter(pc.greater(table["seq"], after)).to_pylist():
             yield row["seq"], _us(row["received_ts"]), "s", row["update_id"], _us(row["exchange_ts"]), _snapshot_args(row), None
 
