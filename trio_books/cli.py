@@ -1,4 +1,4 @@
-"""``trio-books`` command line: ``run``, ``check-config``."""
+"""``trio-books`` command line: ``run``, ``capture``, ``history``, ``check-config``, …"""
 
 from __future__ import annotations
 
@@ -106,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--http", default=None)
     rec.add_argument("--log-level", dest="log_level", default=None)
     rec.add_argument("--shard", default=None)
+    cap = sub.add_parser("capture", help="run the service and capture every book to Parquet (see trio-books history)")
+    cap.add_argument("--config", default=os.environ.get(ENV_PREFIX + "CONFIG", "config.toml"))
+    cap.add_argument("--out", required=True, help="the capture directory (partitioned venue=/date=/hour=)")
+    cap.add_argument("--http", default=None)
+    cap.add_argument("--log-level", dest="log_level", default=None)
+    cap.add_argument("--shard", default=None)
+    from .history.cli import add_parser as add_history
+
+    add_history(sub)
     rep = sub.add_parser("replay", help="rebuild books offline from a recording and print integrity results")
     rep.add_argument("files", nargs="+")
     check = sub.add_parser("check-config", help="validate a config file and exit")
@@ -123,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--http", default=None, help="HTTP API bind address host:port (default 127.0.0.1:8080, or $TRIO_BOOKS_HTTP)")
     demo.add_argument("--log-level", dest="log_level", default=None)
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
+    demo.add_argument("--capture", default=None, metavar="DIR", help="also capture every book to Parquet in DIR (trio-books history)")
     return p
 
 
@@ -157,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: the recording holds no connection: nothing to replay", file=sys.stderr)
             return 1
         return 1 if damage or any(r.failures for r in results.values()) else 0
+    if args.command == "history":
+        from .history.cli import run as run_history
+
+        return run_history(args)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -165,8 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    try:
+    def load() -> Config:
         config = apply_overrides(load_config(args.config), args)
+        return capturing(config, args.out) if args.command == "capture" else config
+
+    try:
+        config = load()
+        if config.sinks.parquet is not None and config.sinks.parquet.enabled:
+            from .sinkconfig import capture_dir_problem
+
+            problem = capture_dir_problem(config.sinks.parquet.path)
+            if problem:
+                raise ConfigError(problem)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -183,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tune_gc(config.service.gc_threshold)
     try:
-        return run_serving(config.service.http, _run_service, config, recorder, lambda: apply_overrides(load_config(args.config), args))
+        return run_serving(config.service.http, _run_service, config, recorder, load)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -191,6 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             recorder.close()
             print(f"recorded to {', '.join(recorder.files) or 'nothing'}", file=sys.stderr)
     return 0
+
+
+def capturing(config: Config, out: str) -> Config:
+    """``config`` with its ``[sinks.parquet]`` (or the defaults) capturing to ``out``."""
+    from .config import ParquetSinkConfig
+    from .sinkconfig import check_parquet
+
+    parquet = attrs.evolve(config.sinks.parquet or ParquetSinkConfig(), path=out, enabled=True)
+    check_parquet(parquet)
+    return attrs.evolve(config, sinks=attrs.evolve(config.sinks, parquet=parquet))
 
 
 def _reloaded(config: Config, reload: Callable[[], Config] | None, runner: Any, log: Any) -> Config:

@@ -92,8 +92,25 @@ class RedisSinkConfig:
 
 
 @attrs.frozen
+class ParquetSinkConfig:
+    """``[sinks.parquet]``: capture every book's changes and snapshots (trio_books.history)."""
+
+    path: str = "history"  # the capture directory
+    flush_interval: float = 10.0  # seconds: rows are written at least this often (a crash loses at most this much)
+    snapshot_interval: float = 60.0  # seconds: a full snapshot of every changing book this often
+    max_rows: int = 100_000  # rows waiting in memory: written early past this
+    queue: int = 4  # batches waiting for the writer thread; past this a batch is dropped (a gap, "overflow")
+    compression: str = "zstd"
+    enabled: bool = True
+
+
+PARQUET_COMPRESSIONS: Final = ("zstd", "snappy", "gzip", "none")
+
+
+@attrs.frozen
 class SinksConfig:
     redis: RedisSinkConfig | None = None
+    parquet: ParquetSinkConfig | None = None
 
 
 @attrs.frozen
@@ -360,23 +377,9 @@ def load_config_text(text: str) -> Config:
     except (ValueError, cattrs.BaseValidationError) as exc:
         raise ConfigError(_first_problem(exc, "service")) from None
     venues = _venues_hook(raw.get("venues", {}), None)
-    sinks = SinksConfig()
-    raw_sinks = raw.get("sinks", {})
-    for key in raw_sinks:
-        if key != "redis":
-            raise ConfigError(f"sinks.{key}: unknown sink (known: redis)")
-    if "redis" in raw_sinks:
-        if type(raw_sinks["redis"]) is not dict:
-            raise ConfigError(f"sinks.redis: expected a table, got {_show(raw_sinks['redis'])}")
-        try:
-            redis_cfg = CONVERTER.structure(raw_sinks["redis"], RedisSinkConfig)
-        except (ValueError, cattrs.BaseValidationError) as exc:
-            raise ConfigError(_first_problem(exc, "sinks.redis")) from None
-        _check_url(redis_cfg.url, "sinks.redis.url", ("redis", "rediss", "unix"))
-        for name in ("depth", "maxlen", "snapshot_every", "queue"):
-            if getattr(redis_cfg, name) < 1:
-                raise ConfigError(f"sinks.redis.{name}: must be at least 1, got {getattr(redis_cfg, name)}")
-        sinks = SinksConfig(redis=redis_cfg)
+    from .sinkconfig import parse_sinks
+
+    sinks = parse_sinks(raw.get("sinks", {}))
     return validate(Config(service=service, venues=venues, sinks=sinks))
 
 

@@ -4,6 +4,7 @@ service against them, so a newcomer sees the whole system work offline."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 
 import trio
@@ -29,6 +30,15 @@ DEMO_SYMBOLS = {
 def run_demo(args: argparse.Namespace, apply_overrides: Callable[..., Config]) -> int:
     base = load_config_text('[service]\nhttp = "127.0.0.1:8080"\n')
     service = apply_overrides(base, args).service
+    if getattr(args, "capture", None):
+        from .config import ParquetSinkConfig
+        from .errors import ConfigError
+        from .sinkconfig import capture_dir_problem, check_parquet
+
+        check_parquet(ParquetSinkConfig(path=args.capture))  # e.g. pyarrow missing: one line, exit 2
+        problem = capture_dir_problem(args.capture)
+        if problem:
+            raise ConfigError(problem)
     setup_logging(service.log_level)
     from .cli import run_serving
 
@@ -45,6 +55,8 @@ async def _demo(args: argparse.Namespace, http: str, log_level: str, apply_overr
             symbols = DEMO_SYMBOLS.get(vid, ["BTCUSDT"])
             fake = await nursery.start(fake_for(vid)(symbols, rate=10).serve)
             tables.append(fake.config_toml())
+        if getattr(args, "capture", None):  # capture the demo's books too (trio_books.history)
+            tables.append(f"[sinks.parquet]\npath = {json.dumps(args.capture)}\n")
         config = load_config_text("\n".join(tables))
         async def service_then_stop(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
             await _run_service(config, task_status=task_status)

@@ -169,6 +169,7 @@ class BookKeeper(LiveUpkeep, Serving):
         """Sequence and apply every batch; publish books once synced."""
         syncs, entries, store, ignored = self.syncs, self.entries, self.store, self.rt.stats.ignored
         rest = self.rest
+        tap = store.tap  # a capture (trio_books.sinks.parquet) hears of every applied change
         async for batch in recv:
             touched: set[str] = set()
             for event in batch:
@@ -182,6 +183,8 @@ class BookKeeper(LiveUpkeep, Serving):
                     try:
                         if sync.on_delta(event):
                             touched.add(symbol)
+                            if tap is not None:
+                                tap.applied(entries[symbol], sync.book, event)
                             if sync.shallow and symbol not in self.shadows:
                                 self._refresh(symbol)
                         elif rest and not sync.live:
@@ -268,7 +271,7 @@ class BookKeeper(LiveUpkeep, Serving):
                 self.rt.recorder.live(self.venue_id, self.rec_id, symbol)
             self._changed()
             self._check_synced()
-        elif entry.book is not sync.book and entry.owner is self:
+        elif entry.owner is self:  # a new book, or the served one reloaded (a capture takes a new snapshot)
             self.store.publish(self.venue_id, symbol, sync.book)
 
     # --- serving ---------------------------------------------------------------------------

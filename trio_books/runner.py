@@ -170,6 +170,11 @@ class VenueRunner:
     async def run(self, config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
+            parquet_cfg = config.sinks.parquet
+            if parquet_cfg is not None and parquet_cfg.enabled:  # before any book: the capture sees every change
+                from .sinks.parquet import run_parquet_sink
+
+                await nursery.start(run_parquet_sink, parquet_cfg, self.store, name="sink:parquet")
             self.apply(config)
             task_status.started(self)
             redis_cfg = config.sinks.redis

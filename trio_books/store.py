@@ -177,6 +177,9 @@ class BookStore:
         self.started_at = time.time()
         self.shard = ""  # "K/N" when this instance runs one shard
         self.sinks: dict[str, Any] = {}  # statistics of running sinks (e.g. "redis")
+        # a capture of what is served (trio_books.sinks.parquet.CaptureTap), told of every
+        # served book's state changes, (re)loads and applied changes; None: nobody captures
+        self.tap: Any = None
         for venue, symbol in books:
             self.add(venue, symbol)
 
@@ -254,6 +257,8 @@ class BookStore:
                 else:
                     e.live_since = None
                 e.notify()
+                if self.tap is not None:
+                    self.tap.state(e)
         if changed:
             self._any_change.set()
             self._any_change = trio.Event()
@@ -264,6 +269,8 @@ class BookStore:
         e = self._books.get((venue, symbol))
         if e is not None:  # (None: removed by a new configuration while its old task wound down)
             e.book = book
+            if self.tap is not None:
+                self.tap.published(e)
 
     def touched(self, e: BookEntry, update_id: int | None, exchange_ts: float | None) -> None:
         e.seq += 1
@@ -273,3 +280,5 @@ class BookStore:
         e.received_ts = time.time()
         e.applied_at = trio.current_time()
         e.notify()
+        if self.tap is not None:
+            self.tap.touched(e)
