@@ -35,6 +35,12 @@ class ServiceConfig:
     auth_token: str = ""
     metrics_auth: bool = True
     allowed_origins: tuple[str, ...] = ()
+    # serving: SIGTERM finishes within shutdown_grace whatever clients do; a client that does not
+    # read for send_timeout is dropped; reads handled at once / waiting before 503 (feeds first)
+    shutdown_grace: float = 5.0
+    send_timeout: float = 10.0
+    max_requests: int = 8
+    max_waiting_requests: int = 256
 
 
 @attrs.frozen
@@ -287,6 +293,10 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"service.channel_capacity: must be between 1 and 10000000, got {svc.channel_capacity}")
     if svc.gc_threshold != 0 and not 700 <= svc.gc_threshold <= 10_000_000:
         raise ConfigError(f"service.gc_threshold: must be 0 (Python's settings) or between 700 and 10000000, got {svc.gc_threshold}")
+    for key, value, low, high in (("shutdown_grace", svc.shutdown_grace, 0.0, 600.0), ("send_timeout", svc.send_timeout, 0.1, 600.0),
+                                  ("max_requests", svc.max_requests, 1, 10_000), ("max_waiting_requests", svc.max_waiting_requests, 0, 1_000_000)):
+        if not low <= value <= high:
+            raise ConfigError(f"service.{key}: must be between {low:g} and {high:g}, got {value}")
     for vid, vc in config.venues.items():
         if vid not in VENUE_IDS:
             raise ConfigError(f"venues.{vid}: unknown venue id (known: {', '.join(VENUE_IDS)})")
