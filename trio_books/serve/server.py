@@ -136,6 +136,10 @@ class HttpServer:
                 continue
             nursery.start_soon(self._connection, stream)
 
+    async def wait_closed(self) -> None:
+        """Wait until no connection is open."""
+        await self._none_open.wait()
+
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; finish the requests in flight and close every connection
         within ``grace`` seconds, then cancel what is left."""
@@ -148,7 +152,7 @@ class HttpServer:
         for closing in list(self._ws_closing):
             closing.set()
         with trio.move_on_after(grace):
-            await self._none_open.wait()
+            await self.wait_closed()
         self._scope.cancel()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
