@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 
+import h11
 import httpx
 import orjson
 import trio
@@ -131,4 +132,53 @@ async def test_shutdown_is_bounded_by_the_grace_whatever_the_clients_do(autojump
             await server.wait_closed()
         assert trio.current_time() - began <= 2.0
         assert server.connections == 0
+        nursery.cancel_scope.cancel()
+
+
+async def raw_get(stream: trio.SocketStream, path: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One HTTP/1.1 request on its own connection (h11 as the client)."""
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method="GET", target=path, headers=[("host", "t")])) + conn.send(h11.EndOfMessage()))
+    response, body = None, b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            return response.status_code, dict(response.headers), body
+
+
+async def test_reads_past_the_concurrency_bound_wait_then_are_shed_with_503_and_retry_after():
+    release = trio.Event()
+    entered = 0
+
+    async def slow_app(scope, receive, send):
+        nonlocal entered
+        entered += 1
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    server = HttpServer(slow_app, max_active=1, max_waiting=1)
+    async with trio.open_nursery() as nursery:
+        port = int((await nursery.start(server.serve, "127.0.0.1", 0))[0].rsplit(":", 1)[1])
+        answers: list[int] = []
+
+        async def get() -> None:
+            answers.append((await raw_get(await trio.open_tcp_stream("127.0.0.1", port), "/"))[0])
+
+        nursery.start_soon(get)  # handled
+        nursery.start_soon(get)  # waits its turn
+        await trio.testing.wait_all_tasks_blocked()
+        assert entered == 1
+        status, headers, body = await raw_get(await trio.open_tcp_stream("127.0.0.1", port), "/")  # refused at once
+        assert status == 503 and headers[b"retry-after"] == b"1" and b"error" in body
+        assert server.shed == 1
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert answers == [200, 200] and entered == 2
         nursery.cancel_scope.cancel()

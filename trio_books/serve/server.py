@@ -23,6 +23,9 @@ from urllib.parse import unquote
 
 import h11
 import trio
+from loguru import logger
+
+from ..log import RateLimiter
 
 from .wsconn import is_websocket, serve_websocket
 
@@ -105,6 +108,7 @@ class HttpServer:
         self._none_open = trio.Event()
         self._none_open.set()
         self._scope: trio.CancelScope | None = None
+        self._errors = RateLimiter(window=60.0)
 
     async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(port, host=host)  # OSError when it cannot bind
@@ -162,8 +166,12 @@ class HttpServer:
         self.connections += 1
         try:
             await self._http(peer)
-        except Gone:
-            pass
+        except* (Gone, h11.ProtocolError):
+            pass  # the peer went, did not read, or broke HTTP: the connection ends
+        except* Exception as group:  # a bug: this connection ends, the server goes on
+            exc = group.exceptions[0]
+            if self._errors.check((type(exc).__name__, str(exc)[:200])) is not None:
+                logger.bind(venue="http").opt(exception=exc).error("connection failed: {}: {}", type(exc).__name__, str(exc)[:200])
         finally:
             self.connections -= 1
             if self.connections == 0:
@@ -251,15 +259,18 @@ class HttpServer:
         return scope
 
     async def _request(self, conn: h11.Connection, peer: Peer, scope: dict[str, Any], body: bytes) -> None:
-        if self._waiting >= self._max_waiting:
-            self.shed += 1
-            await self._respond(conn, peer, 503, BUSY[0], BUSY[1], close=self.closing)
-            return
-        self._waiting += 1
         try:
-            await self._active.acquire()
-        finally:
-            self._waiting -= 1
+            self._active.acquire_nowait()
+        except trio.WouldBlock:
+            if self._waiting >= self._max_waiting:
+                self.shed += 1
+                await self._respond(conn, peer, 503, BUSY[0], BUSY[1], close=self.closing)
+                return
+            self._waiting += 1
+            try:
+                await self._active.acquire()
+            finally:
+                self._waiting -= 1
         try:
             await self._asgi(conn, peer, scope, body)
         finally:

@@ -17,7 +17,7 @@ from loguru import logger
 from wsproto import ConnectionType
 from wsproto.connection import Connection as WsConnection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.utilities import generate_accept_token
+from wsproto.utilities import LocalProtocolError as WsProtocolError, generate_accept_token
 
 INBOX = 16
 """Complete messages read ahead of the app (then the reader waits: backpressure)."""
@@ -106,6 +106,12 @@ class _Session:
         self.inbox_send.close()
 
     async def _read(self) -> None:
+        try:
+            await self._frames()
+        except (ConnectionResetError, WsProtocolError):
+            await self._deliver_end(1006)
+
+    async def _frames(self) -> None:
         parts: list[Any] = []
         size = 0
         while True:
@@ -141,7 +147,7 @@ class _Session:
         try:
             if self.accepted:
                 await self.close(GOING_AWAY, "server shutting down")
-        except ConnectionResetError:
+        except (ConnectionResetError, WsProtocolError):
             pass
         await self._deliver_end(GOING_AWAY)
 
