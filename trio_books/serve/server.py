@@ -18,6 +18,7 @@ is refused at once with 503 and ``Retry-After``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import unquote
 
@@ -49,6 +50,9 @@ class Peer:
         self.stream = stream
         self.timeout = timeout
         self.gone = False
+        # the connection's one cancel scope: its deadline is the keep-alive while a request is
+        # awaited, the send timeout while a send is under way, and none otherwise
+        self.scope = trio.CancelScope()
         self.lock: trio.Lock | None = None  # set when more than one task sends (a WebSocket)
         try:
             host, port = stream.socket.getpeername()[:2]
@@ -68,13 +72,14 @@ class Peer:
 
     async def _send(self, data: bytes) -> None:
         ok = False
+        self.scope.deadline = trio.current_time() + self.timeout  # past it, the whole connection is cut
         try:
-            with trio.fail_after(self.timeout):
-                await self.stream.send_all(data)
+            await self.stream.send_all(data)
             ok = True
-        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise Gone from None
         finally:
+            self.scope.deadline = math.inf
             if not ok:  # a send cut short leaves a half-written frame: the connection is over
                 self.gone = True
                 await trio.aclose_forcefully(self.stream)
@@ -103,7 +108,7 @@ class HttpServer:
         self._active = trio.Semaphore(max_active)
         self._max_waiting = max_waiting
         self._waiting = 0
-        self._idle_waits: set[trio.CancelScope] = set()  # connections waiting for a next request
+        self._idle: set[Peer] = set()  # connections waiting for a next request
         self._ws_closing: set[trio.Event] = set()
         self._none_open = trio.Event()
         self._none_open.set()
@@ -151,8 +156,8 @@ class HttpServer:
         if self._scope is None:
             return
         self._accepting.cancel()
-        for scope in list(self._idle_waits):
-            scope.cancel()
+        for peer in list(self._idle):
+            peer.scope.cancel()
         for closing in list(self._ws_closing):
             closing.set()
         with trio.move_on_after(grace):
@@ -165,7 +170,8 @@ class HttpServer:
             self._none_open = trio.Event()
         self.connections += 1
         try:
-            await self._http(peer)
+            with peer.scope:  # cancelled: idle too long, a send timed out, or shutdown
+                await self._http(peer)
         except* (Gone, h11.ProtocolError):
             pass  # the peer went, did not read, or broke HTTP: the connection ends
         except* Exception as group:  # a bug: this connection ends, the server goes on
@@ -181,20 +187,21 @@ class HttpServer:
     async def _http(self, peer: Peer) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         while not self.closing:
-            with trio.CancelScope(deadline=trio.current_time() + KEEP_ALIVE) as waiting:
-                self._idle_waits.add(waiting)
-                try:
-                    event = await self._next_event(conn, peer)
-                except h11.RemoteProtocolError as exc:
-                    status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
-                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        await self._respond(conn, peer, status, b'{"error":"bad request"}', [], close=True)
-                    return
-                finally:
-                    self._idle_waits.discard(waiting)
-            if waiting.cancelled_caught or not isinstance(event, h11.Request):
-                return  # idle too long, shutting down, or the peer closed
+            peer.scope.deadline = trio.current_time() + KEEP_ALIVE  # for the request's head and body
+            self._idle.add(peer)
+            try:
+                event = await self._next_event(conn, peer)
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await self._respond(conn, peer, status, b'{"error":"bad request"}', [], close=True)
+                return
+            finally:
+                self._idle.discard(peer)
+            if not isinstance(event, h11.Request):
+                return  # the peer closed
             body = await self._body(conn, peer)
+            peer.scope.deadline = math.inf
             if body is None:
                 await self._respond(conn, peer, 413, b'{"error":"request body too large"}', [], close=True)
                 return
@@ -222,19 +229,17 @@ class HttpServer:
 
     async def _body(self, conn: h11.Connection, peer: Peer) -> bytes | None:
         chunks, size = [], 0
-        with trio.move_on_after(KEEP_ALIVE):
-            while True:
-                event = await self._next_event(conn, peer)
-                if isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > MAX_BODY:
-                        return None
-                    chunks.append(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    return b"".join(chunks)
-                else:
-                    raise Gone
-        raise Gone
+        while True:
+            event = await self._next_event(conn, peer)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_BODY:
+                    return None
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:
+                raise Gone
 
     def _scope_of(self, req: h11.Request, peer: Peer) -> dict[str, Any]:
         raw_path, _, query = req.target.partition(b"?")
