@@ -105,6 +105,7 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0, help="length of the unloaded and of the loaded phase")
     p.add_argument("--src", default=None, help="run the service from this source tree (PYTHONPATH)")
+    p.add_argument("--max-requests", default=None, help="service.max_requests for the run (TRIO_BOOKS_MAX_REQUESTS)")
     args = p.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
@@ -114,6 +115,8 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, **({"PYTHONPATH": args.src} if args.src else {}))
+    if args.max_requests:
+        env["TRIO_BOOKS_MAX_REQUESTS"] = args.max_requests
     cmd = [sys.executable, "-m", "trio_books", "demo", "--http", f"127.0.0.1:{port}", "--log-level", "WARNING",
            "--seconds", str(3 * args.seconds + 60)]
     if service_cpu is not None:

@@ -39,7 +39,7 @@ class ServiceConfig:
     # read for send_timeout is dropped; reads handled at once / waiting before 503 (feeds first)
     shutdown_grace: float = 5.0
     send_timeout: float = 10.0
-    max_requests: int = 8
+    max_requests: int = 4
     max_waiting_requests: int = 256
 
 
