@@ -97,7 +97,7 @@ class HttpServer:
     """``await server.serve(host, port)`` (``nursery.start``: started with the
     bound URLs) serves ``app`` until cancelled or :meth:`shutdown`."""
 
-    def __init__(self, app: Any, *, send_timeout: float = 10.0, max_active: int = 4, max_waiting: int = 1024,
+    def __init__(self, app: Any, *, send_timeout: float = 10.0, max_active: int = 4, max_waiting: int = 256,
                  ws_max_message: int = 64 * 1024) -> None:
         self.app = app
         self.send_timeout = send_timeout
