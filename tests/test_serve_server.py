@@ -182,3 +182,23 @@ async def test_reads_past_the_concurrency_bound_wait_then_are_shed_with_503_and_
         await trio.testing.wait_all_tasks_blocked()
         assert answers == [200, 200] and entered == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_shutdown_closes_a_reading_ws_client_with_1001_and_ends_without_the_grace():
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    store, _ = big_store()
+    async with trio.open_nursery() as nursery:
+        server, clients, port = await start(nursery, store)
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send_message(orjson.dumps({"op": "subscribe", "venue": VENUE, "symbol": SYMBOL, "depth": 1}).decode())
+            assert orjson.loads(await ws.get_message())["type"] == "status"
+            with trio.fail_after(5):
+                nursery.start_soon(server.shutdown, 60.0)
+                try:
+                    while True:
+                        await ws.get_message()
+                except ConnectionClosed as closed:
+                    assert closed.reason.code == 1001
+                await server.wait_closed()
+        assert clients.stream_clients == 0
