@@ -19,6 +19,7 @@ is refused at once with 503 and ``Retry-After``.
 from __future__ import annotations
 
 import math
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,6 +36,7 @@ KEEP_ALIVE = 5.0
 MAX_HEADERS = 16 * 1024
 MAX_BODY = 64 * 1024
 RECV = 16 * 1024
+PHRASES = {int(code): code.phrase.encode() for code in HTTPStatus}
 BUSY = (b'{"error":"too many requests in progress, retry shortly"}', [(b"retry-after", b"1")])
 
 
@@ -309,7 +311,8 @@ class HttpServer:
                 headers = list(started.get("headers", ()))
                 if self.closing:
                     headers.append((b"connection", b"close"))
-                data = conn.send(h11.Response(status_code=started["status"], headers=headers))
+                status = started["status"]
+                data = conn.send(h11.Response(status_code=status, headers=headers, reason=PHRASES.get(status, b"")))
             chunk = message.get("body", b"")
             if chunk and not head_only:
                 data += conn.send(h11.Data(data=chunk))
@@ -340,6 +343,6 @@ class HttpServer:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
         if close:
             headers.append((b"connection", b"close"))
-        data = conn.send(h11.Response(status_code=status, headers=headers)) + conn.send(h11.Data(data=body))
+        data = conn.send(h11.Response(status_code=status, headers=headers, reason=PHRASES.get(status, b""))) + conn.send(h11.Data(data=body))
         await peer.send(data + conn.send(h11.EndOfMessage()))
 

@@ -70,7 +70,7 @@ class _Session:
             if message.get("subprotocol"):
                 headers.append((b"sec-websocket-protocol", message["subprotocol"].encode()))
             headers.extend(message.get("headers") or ())
-            data = self.conn.send(h11.InformationalResponse(status_code=101, headers=headers))
+            data = self.conn.send(h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols"))
             trailing, _ = self.conn.trailing_data
             self.accepted = True
             await self._out(data)
@@ -91,7 +91,7 @@ class _Session:
         self.closed = True
         if not self.accepted:  # refused before the handshake: HTTP 403
             body = b'{"error":"forbidden"}'
-            data = self.conn.send(h11.Response(status_code=403, headers=[(b"content-type", b"application/json"),
+            data = self.conn.send(h11.Response(status_code=403, reason=b"Forbidden", headers=[(b"content-type", b"application/json"),
                                                                          (b"content-length", str(len(body)).encode()),
                                                                          (b"connection", b"close")]))
             await self._out(data + self.conn.send(h11.Data(data=body)) + self.conn.send(h11.EndOfMessage()))
