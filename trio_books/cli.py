@@ -33,6 +33,11 @@ def apply_overrides(config: Config, args: argparse.Namespace, environ: dict[str,
                     changes[field.name] = int(value)
                 except ValueError:
                     raise ConfigError(f"{env_key}: expected int, got {value!r}") from None
+            elif field.type in (float, "float"):
+                try:
+                    changes[field.name] = float(value)
+                except ValueError:
+                    raise ConfigError(f"{env_key}: expected a number, got {value!r}") from None
             elif field.type in (bool, "bool"):
                 if value.lower() not in ("true", "false", "1", "0"):
                     raise ConfigError(f"{env_key}: expected true or false, got {value!r}")
@@ -304,14 +309,15 @@ async def _run_service(config: Config, recorder=None, reload: Callable[[], Confi
     its one-line error and the running configuration stays. SIGUSR1 is logged
     and ignored (it used to end the process without a word)."""
     from .runner import VenueRunner, build_store
-    from .serve.app import build_app, serve_http
+    from .serve.app import build_app, http_server
 
     store = build_store(config)
     host, port = parse_address(config.service.http)
     log = named("service")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(serve_http, build_app(store, service=config.service), host, port)  # an OSError: see listen_error
+            server = http_server(build_app(store, service=config.service), config.service)
+            binds = await nursery.start(server.serve, host, port)  # an OSError: see listen_error
             if not is_loopback(host) and not config.service.auth_token:
                 log.warning("HTTP API bound to {} (not loopback) without service.auth_token: open to other hosts", host)
             if recorder is not None:
@@ -328,6 +334,8 @@ async def _run_service(config: Config, recorder=None, reload: Callable[[], Confi
                     config = _reloaded(config, reload, runner, log)
                     continue
                 log.info("trio-books stopping ({})", signal.Signals(signum).name)
+                # HTTP first, bounded: requests in flight finish, /ws clients get 1001, then the rest stops
+                await server.shutdown(config.service.shutdown_grace)
                 nursery.cancel_scope.cancel()
                 break
     log.info("trio-books stopped")

@@ -40,6 +40,12 @@ class ServiceConfig:
     metrics_auth: bool = True
     allowed_origins: tuple[str, ...] = ()
     metrics_books: tuple[str, ...] = ()  # "venue:SYMBOL": books whose derived figures /metrics exports
+    # serving: SIGTERM finishes within shutdown_grace whatever clients do; a client that does not
+    # read for send_timeout is dropped; reads handled at once / waiting before 503 (feeds first)
+    shutdown_grace: float = 5.0
+    send_timeout: float = 10.0
+    max_requests: int = 4
+    max_waiting_requests: int = 256
 
 
 @attrs.frozen
@@ -313,6 +319,10 @@ def validate(config: Config) -> Config:
         vid, _, symbol = book.partition(":")
         if vid not in config.venues or symbol not in config.venues[vid].symbols:
             raise ConfigError(f'service.metrics_books: {_show(book)} is not "venue:SYMBOL" of a configured book')
+    for key, value, low, high in (("shutdown_grace", svc.shutdown_grace, 0.0, 600.0), ("send_timeout", svc.send_timeout, 0.1, 600.0),
+                                  ("max_requests", svc.max_requests, 1, 10_000), ("max_waiting_requests", svc.max_waiting_requests, 0, 1_000_000)):
+        if not low <= value <= high:
+            raise ConfigError(f"service.{key}: must be between {low:g} and {high:g}, got {value}")
     for vid, vc in config.venues.items():
         if vid not in VENUE_IDS:
             raise ConfigError(f"venues.{vid}: unknown venue id (known: {', '.join(VENUE_IDS)})")

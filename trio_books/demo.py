@@ -7,9 +7,10 @@ import argparse
 import json
 from collections.abc import Callable
 
+import attrs
 import trio
 
-from .config import Config, load_config_text
+from .config import Config, ServiceConfig, load_config_text
 from .log import named, setup_logging
 from .testing import fake_for
 from .venues import available
@@ -42,22 +43,22 @@ def run_demo(args: argparse.Namespace, apply_overrides: Callable[..., Config]) -
     setup_logging(service.log_level)
     from .cli import run_serving
 
-    return run_serving(service.http, _demo, args, service.http, service.log_level, apply_overrides)
+    return run_serving(service.http, _demo, args, service)
 
 
-async def _demo(args: argparse.Namespace, http: str, log_level: str, apply_overrides) -> None:
+async def _demo(args: argparse.Namespace, service: ServiceConfig) -> None:
     from .cli import _run_service
 
     log = named("demo")
     async with trio.open_nursery() as nursery:
-        tables = [f'[service]\nhttp = "{http}"\nlog_level = "{log_level}"\n']
+        tables = []
         for vid in available():
             symbols = DEMO_SYMBOLS.get(vid, ["BTCUSDT"])
             fake = await nursery.start(fake_for(vid)(symbols, rate=10).serve)
             tables.append(fake.config_toml())
         if getattr(args, "capture", None):  # capture the demo's books too (trio_books.history)
             tables.append(f"[sinks.parquet]\npath = {json.dumps(args.capture)}\n")
-        config = load_config_text("\n".join(tables))
+        config = attrs.evolve(load_config_text("\n".join(tables)), service=service)  # every [service] override holds
         async def service_then_stop(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
             await _run_service(config, task_status=task_status)
             nursery.cancel_scope.cancel()  # SIGINT/SIGTERM stopped the service: stop the fakes too

@@ -1,14 +1,13 @@
-"""The HTTP read API (starlette) and the hypercorn runner (Trio worker)."""
+"""The HTTP read API (starlette), served by :class:`~trio_books.serve.server.HttpServer`."""
 
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
 import orjson
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,7 +23,11 @@ from ..store import BookStore
 from .figures import figure_routes
 from .metrics import ClientCounts, build_registry
 from .page import page_routes
-from .stream import MAX_DEPTH_PARAM, StreamHub
+from .server import HttpServer
+from .stream import MAX_DEPTH_PARAM, SEND_TIMEOUT, StreamHub
+
+FAST_BOOK = re.compile(r"/books/([^/]+)/(.+)")  # as the route's {venue}/{symbol:path}
+FAST_QUERY = re.compile(rb"(?:depth=([0-9]+))?")
 
 
 def depth_param(raw: str) -> int | None:
@@ -62,6 +65,8 @@ def guarded(app: Any, service: ServiceConfig) -> Any:
     come from one of them. Refusals: 401/403 in JSON, a WebSocket closed 1008."""
     token = service.auth_token.encode()
     origins = {o.encode() for o in service.allowed_origins}
+    if not token and not origins:
+        return app  # nothing to check: no cost per request
 
     async def app_with_access(scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -95,7 +100,8 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
     clients = clients or ClientCounts()
     errors_logged = RateLimiter(window=60.0)
     registry = build_registry(store, clients, service.metrics_books if service is not None else ())
-    hub = StreamHub(store, clients)
+    hub = StreamHub(store, clients, send_timeout=service.send_timeout if service is not None else SEND_TIMEOUT)
+    bodies = BodyCache()
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -141,22 +147,25 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
             }
         return JSON({"venues": out})
 
-    async def book(request: Request) -> JSON:
-        venue = request.path_params["venue"]
-        symbol = request.path_params["symbol"]
-        raw_depth = request.query_params.get("depth")
+    def book_answer(venue: str, symbol: str, raw_depth: str | None) -> tuple[int, bytes]:
+        """``GET /books/{venue}/{symbol}``: status and JSON body (the route's and the fast path's)."""
         depth: int | None = None
         if raw_depth is not None:
             depth = depth_param(raw_depth)
             if depth is None:
-                return _error(400, f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}")
+                return 400, orjson.dumps({"error": f"depth must be an integer from 1 to {MAX_DEPTH_PARAM}"})
         try:
             entry = store.entry(venue, symbol)
         except UnknownBook as exc:
-            return _error(404, str(exc))
+            return 404, orjson.dumps({"error": str(exc)})
         if entry.state is not BookState.LIVE:
-            return _error(503, f"book is {entry.state.value}", venue=venue, symbol=symbol, state=entry.state.value)
-        return JSON(store.view(venue, symbol, depth).to_json())
+            return 503, orjson.dumps({"error": f"book is {entry.state.value}", "venue": venue, "symbol": symbol,
+                                      "state": entry.state.value})
+        return 200, bodies.get(store, entry, depth)
+
+    async def book(request: Request) -> Response:
+        status, body = book_answer(request.path_params["venue"], request.path_params["symbol"], request.query_params.get("depth"))
+        return Response(body, status_code=status, media_type="application/json")
 
     async def consolidated_view(request: Request) -> JSON:
         from ..consolidate import MARKETS, consolidated, split_symbol
@@ -208,18 +217,53 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
     async def counted(scope, receive, send):
         if scope["type"] == "http":
             clients.http_requests += 1
+            # the hot read skips Starlette's layers; anything unusual (and any error) takes the route
+            path = FAST_BOOK.fullmatch(scope["path"]) if scope["method"] == "GET" else None
+            query = FAST_QUERY.fullmatch(scope["query_string"]) if path is not None else None
+            if query is not None:
+                try:
+                    status, body = book_answer(path[1], path[2], query[1] and query[1].decode())
+                except Exception:
+                    status = 0
+                if status == 200:  # otherwise the routes answer (/books/…/stats and /cost among them)
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
         await app(scope, receive, send)
 
     return guarded(counted, service) if service is not None else counted
 
 
-async def serve_http(app: Any, host: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``app`` with hypercorn's Trio worker until cancelled; ``started(binds)``."""
-    cfg = HypercornConfig()
-    cfg.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    cfg.accesslog = None
-    cfg.errorlog = None
-    cfg.graceful_timeout = 1.0
-    cfg.h11_max_incomplete_size = 16 * 1024
-    cfg.websocket_max_message_size = 64 * 1024
-    await hypercorn_serve(app, cfg, task_status=task_status)
+class BodyCache:
+    """One encoded ``/books`` body per (book, depth), shared by every reader until
+    the book's ``seq`` moves (any applied change or state change bumps it) or
+    another book object is published for it."""
+
+    LIMIT = 4096  # (book, depth) pairs kept; past that the cache starts over
+
+    def __init__(self) -> None:
+        self._bodies: dict[tuple[str, str, int | None], tuple[int, Any, bytes]] = {}
+
+    def get(self, store: BookStore, entry: Any, depth: int | None) -> bytes:
+        key = (entry.venue, entry.symbol, depth)
+        hit = self._bodies.get(key)
+        if hit is not None and hit[0] == entry.seq and hit[1] is entry.book:
+            return hit[2]
+        body = orjson.dumps(store.view(entry.venue, entry.symbol, depth).to_json())
+        if len(self._bodies) >= self.LIMIT:
+            self._bodies.clear()
+        self._bodies[key] = (entry.seq, entry.book, body)
+        return body
+
+
+async def serve_http(app: Any, host: str, port: int, *, service: ServiceConfig | None = None,
+                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app`` until cancelled; ``started(urls)``."""
+    await http_server(app, service).serve(host, port, task_status=task_status)
+
+
+def http_server(app: Any, service: ServiceConfig | None = None) -> HttpServer:
+    service = service or ServiceConfig()
+    return HttpServer(app, send_timeout=service.send_timeout, max_active=service.max_requests,
+                      max_waiting=service.max_waiting_requests)

@@ -22,7 +22,8 @@ A slow client never slows the feeds or other clients: each subscription
 waits for the book to change and then sends the difference between what the
 client last got and the book now (latest state wins), so falling behind costs
 only detail, never correctness. A client whose socket stays blocked for
-``SEND_TIMEOUT`` seconds is disconnected.
+``send_timeout`` seconds (``service.send_timeout``, default
+:data:`SEND_TIMEOUT`) is disconnected.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def _norm(price: str) -> Decimal:
 
 
 class StreamHub:
-    def __init__(self, store: BookStore, clients: ClientCounts) -> None:
+    def __init__(self, store: BookStore, clients: ClientCounts, send_timeout: float = SEND_TIMEOUT) -> None:
         self.store = store
+        self.send_timeout = send_timeout
         self.clients = clients
         self.per_address: Counter[str] = Counter()
         self.stats = StatsCache(store)
@@ -107,7 +109,7 @@ class StreamHub:
 
         async def send(msg: dict[str, Any]) -> None:
             async with send_lock:
-                with trio.fail_after(SEND_TIMEOUT):
+                with trio.fail_after(self.send_timeout):
                     await ws.send_text(orjson.dumps(msg).decode())
 
         subs: dict[tuple[str, str], trio.CancelScope] = {}

@@ -1,0 +1,348 @@
+"""A small HTTP/1.1 and WebSocket server on Trio, h11 and wsproto, for an ASGI app.
+
+Why not hypercorn: it sends with cancellation shielded, so a client that stops
+reading holds a send (and SIGTERM) forever. Here every send is bounded by
+``send_timeout`` and a connection whose send timed out or failed is closed at
+once: no more work for a peer that is gone or does not read. Requests on one
+connection are handled one after another and read only when the previous
+response is out, so pipelining is bounded by the socket buffers.
+:meth:`HttpServer.shutdown` stops accepting, lets the requests in flight finish
+(each connection closes after its current response; ``/ws`` clients get close
+1001) and cancels whatever is left when the grace is over.
+
+At most ``max_active`` requests are handled at once (the rest wait their turn,
+so one scheduler round never holds more than that many readers' work and the
+feeds keep their pace); when ``max_waiting`` more are already queued, a request
+is refused at once with 503 and ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+import trio
+from loguru import logger
+
+from ..log import RateLimiter
+
+from .wsconn import is_websocket, serve_websocket
+
+KEEP_ALIVE = 5.0
+"""An HTTP connection idle (or sending one request) for this long is closed."""
+MAX_HEADERS = 16 * 1024
+MAX_BODY = 64 * 1024
+RECV = 16 * 1024
+PHRASES = {int(code): code.phrase.encode() for code in HTTPStatus}
+BUSY = (b'{"error":"too many requests in progress, retry shortly"}', [(b"retry-after", b"1")])
+
+
+class Gone(Exception):
+    """The peer closed, reset, or did not read within the send timeout."""
+
+
+class Peer:
+    """One accepted socket: sends bounded by ``timeout``; after a failed or
+    timed-out send the socket is closed and every later send raises :class:`Gone`."""
+
+    def __init__(self, stream: trio.SocketStream, timeout: float) -> None:
+        self.stream = stream
+        self.timeout = timeout
+        self.gone = False
+        # the connection's one cancel scope: its deadline is the keep-alive while a request is
+        # awaited, the send timeout while a send is under way, and none otherwise
+        self.scope = trio.CancelScope()
+        self.lock: trio.Lock | None = None  # set when more than one task sends (a WebSocket)
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            self.client: tuple[str, int] | None = (host, port)
+            self.server: tuple[str, int] | None = stream.socket.getsockname()[:2]
+        except OSError:
+            self.client = self.server = None
+
+    async def send(self, data: bytes) -> None:
+        if self.gone:
+            raise Gone
+        if self.lock is None:
+            await self._send(data)
+        else:
+            async with self.lock:
+                await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        ok = False
+        self.scope.deadline = trio.current_time() + self.timeout  # past it, the whole connection is cut
+        try:
+            await self.stream.send_all(data)
+            ok = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise Gone from None
+        finally:
+            self.scope.deadline = math.inf
+            if not ok:  # a send cut short leaves a half-written frame: the connection is over
+                self.gone = True
+                await trio.aclose_forcefully(self.stream)
+
+    async def receive(self) -> bytes:
+        if self.gone:
+            return b""
+        try:
+            return await self.stream.receive_some(RECV)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+
+class HttpServer:
+    """``await server.serve(host, port)`` (``nursery.start``: started with the
+    bound URLs) serves ``app`` until cancelled or :meth:`shutdown`."""
+
+    def __init__(self, app: Any, *, send_timeout: float = 10.0, max_active: int = 4, max_waiting: int = 256,
+                 ws_max_message: int = 64 * 1024) -> None:
+        self.app = app
+        self.send_timeout = send_timeout
+        self.ws_max_message = ws_max_message
+        self.closing = False
+        self.connections = 0
+        self.shed = 0  # requests refused with 503 (busy)
+        self._active = trio.Semaphore(max_active)
+        self._max_waiting = max_waiting
+        self._waiting = 0
+        self._idle: set[Peer] = set()  # connections waiting for a next request
+        self._ws_closing: set[trio.Event] = set()
+        self._none_open = trio.Event()
+        self._none_open.set()
+        self._scope: trio.CancelScope | None = None
+        self._errors = RateLimiter(window=60.0)
+
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)  # OSError when it cannot bind
+        urls = []
+        for listener in listeners:
+            addr = listener.socket.getsockname()
+            urls.append(f"http://[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"http://{addr[0]}:{addr[1]}")
+        async with trio.open_nursery() as nursery:
+            self._scope = nursery.cancel_scope
+            accepting = trio.CancelScope()
+            self._accepting = accepting
+            nursery.start_soon(self._accept_all, listeners, nursery, accepting)
+            task_status.started(urls)
+
+    async def _accept_all(self, listeners: list[trio.SocketListener], nursery: trio.Nursery, scope: trio.CancelScope) -> None:
+        with scope:
+            async with trio.open_nursery() as accepting:
+                for listener in listeners:
+                    accepting.start_soon(self._accept, listener, nursery)
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError:  # EMFILE and friends: wait a little rather than spin
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._connection, stream)
+
+    async def wait_closed(self) -> None:
+        """Wait until no connection is open."""
+        await self._none_open.wait()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; finish the requests in flight and close every connection
+        within ``grace`` seconds, then cancel what is left."""
+        self.closing = True
+        if self._scope is None:
+            return
+        self._accepting.cancel()
+        for peer in list(self._idle):
+            peer.scope.cancel()
+        for closing in list(self._ws_closing):
+            closing.set()
+        with trio.move_on_after(grace):
+            await self.wait_closed()
+        self._scope.cancel()
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        peer = Peer(stream, self.send_timeout)
+        if self.connections == 0:
+            self._none_open = trio.Event()
+        self.connections += 1
+        try:
+            with peer.scope:  # cancelled: idle too long, a send timed out, or shutdown
+                await self._http(peer)
+        except* (Gone, h11.ProtocolError):
+            pass  # the peer went, did not read, or broke HTTP: the connection ends
+        except* Exception as group:  # a bug: this connection ends, the server goes on
+            exc = group.exceptions[0]
+            if self._errors.check((type(exc).__name__, str(exc)[:200])) is not None:
+                logger.bind(venue="http").opt(exception=exc).error("connection failed: {}: {}", type(exc).__name__, str(exc)[:200])
+        finally:
+            self.connections -= 1
+            if self.connections == 0:
+                self._none_open.set()
+            await trio.aclose_forcefully(stream)
+
+    async def _http(self, peer: Peer) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        while not self.closing:
+            peer.scope.deadline = trio.current_time() + KEEP_ALIVE  # for the request's head and body
+            self._idle.add(peer)
+            try:
+                event = await self._next_event(conn, peer)
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await self._respond(conn, peer, status, b'{"error":"bad request"}', [], close=True)
+                return
+            finally:
+                self._idle.discard(peer)
+            if not isinstance(event, h11.Request):
+                return  # the peer closed
+            body = await self._body(conn, peer)
+            peer.scope.deadline = math.inf
+            if body is None:
+                await self._respond(conn, peer, 413, b'{"error":"request body too large"}', [], close=True)
+                return
+            scope = self._scope_of(event, peer)
+            if scope["type"] == "websocket":
+                closing = trio.Event()
+                self._ws_closing.add(closing)
+                try:
+                    await serve_websocket(self.app, scope, event, conn, peer, closing, self.ws_max_message)
+                finally:
+                    self._ws_closing.discard(closing)
+                return
+            await self._request(conn, peer, scope, body)
+            if peer.gone or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+
+    async def _next_event(self, conn: h11.Connection, peer: Peer) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await peer.receive())
+                continue
+            return event
+
+    async def _body(self, conn: h11.Connection, peer: Peer) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            event = await self._next_event(conn, peer)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_BODY:
+                    return None
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:
+                raise Gone
+
+    def _scope_of(self, req: h11.Request, peer: Peer) -> dict[str, Any]:
+        raw_path, _, query = req.target.partition(b"?")
+        headers = list(req.headers)
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": req.http_version.decode(),
+            "method": req.method.decode(),
+            "scheme": "http",
+            "path": unquote(raw_path.decode("ascii", "replace")),
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": "",
+            "headers": headers,
+            "client": peer.client,
+            "server": peer.server,
+        }
+        if is_websocket(req):
+            scope.update(type="websocket", scheme="ws", subprotocols=[
+                p.strip() for k, v in headers if k == b"sec-websocket-protocol" for p in v.decode("latin-1").split(",") if p.strip()])
+        return scope
+
+    async def _request(self, conn: h11.Connection, peer: Peer, scope: dict[str, Any], body: bytes) -> None:
+        try:
+            self._active.acquire_nowait()
+        except trio.WouldBlock:
+            if self._waiting >= self._max_waiting:
+                self.shed += 1
+                await self._respond(conn, peer, 503, BUSY[0], BUSY[1], close=self.closing)
+                return
+            self._waiting += 1
+            try:
+                await self._active.acquire()
+            finally:
+                self._waiting -= 1
+        try:
+            await self._asgi(conn, peer, scope, body)
+        finally:
+            self._active.release()
+
+    async def _asgi(self, conn: h11.Connection, peer: Peer, scope: dict[str, Any], body: bytes) -> None:
+        head_only = scope["method"] == "HEAD"
+        started: dict[str, Any] = {}
+        done = trio.Event()
+        received = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal received
+            if not received:
+                received = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                started.update(message)
+                return
+            if kind != "http.response.body" or done.is_set():
+                return
+            more = message.get("more_body", False)
+            data = b""
+            if not started.get("sent"):
+                started["sent"] = True
+                headers = list(started.get("headers", ()))
+                if self.closing:
+                    headers.append((b"connection", b"close"))
+                status = started["status"]
+                data = conn.send(h11.Response(status_code=status, headers=headers, reason=PHRASES.get(status, b"")))
+            chunk = message.get("body", b"")
+            if chunk and not head_only:
+                data += conn.send(h11.Data(data=chunk))
+            if not more:
+                data += conn.send(h11.EndOfMessage())
+                done.set()
+            try:
+                await peer.send(data)
+            except Gone:
+                pass  # no exception into the app (Starlette would log it as a 500): the connection ends after it
+
+        try:
+            await self.app(scope, receive, send)
+        except Gone:
+            raise
+        except Exception:
+            # the app's own error handler answered 500 and logged it (Starlette re-raises after that)
+            if not started.get("sent"):
+                await self._respond(conn, peer, 500, b'{"error":"internal error"}', [], close=True)
+            return
+        if not done.is_set():
+            if started.get("sent"):
+                raise Gone  # a response cut short: the connection cannot go on
+            await self._respond(conn, peer, 500, b'{"error":"internal error"}', [], close=True)
+
+    async def _respond(self, conn: h11.Connection, peer: Peer, status: int, body: bytes,
+                       headers: list[tuple[bytes, bytes]], *, close: bool) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+        if close:
+            headers.append((b"connection", b"close"))
+        data = conn.send(h11.Response(status_code=status, headers=headers, reason=PHRASES.get(status, b""))) + conn.send(h11.Data(data=body))
+        await peer.send(data + conn.send(h11.EndOfMessage()))
+
