@@ -95,7 +95,6 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log, attempt: An
         max_message_size=venue.max_message_size,
         connect_timeout=rt.cfg.connect_timeout,
         transport=rt.service.transport,
-        compress=bool(rt.cfg.options.get("compression", False)) if "compression" in venue.options else False,
     ) as conn:
         rt.stats.connected += 1
         rt.stats.channel_capacity = rt.service.channel_capacity
