@@ -135,6 +135,12 @@ def _timed_store_class():
             self.log_t = array("d")
             self.t0 = self.c0 = self.t1 = self.c1 = None
             self.done = trio.Event()
+            self.steps = None  # a benchmarks.steps.StepCounter when spec["count_steps"]
+            if spec.get("count_steps"):
+                from benchmarks.steps import StepCounter
+
+                self.steps = StepCounter()
+                trio.lowlevel.add_instrument(self.steps)
 
         def touched(self, e, update_id, exchange_ts) -> None:
             super().touched(e, update_id, exchange_ts)
@@ -145,10 +151,14 @@ def _timed_store_class():
             self.log_t.append(t)
             if self.t0 is None and i == self.start_sym and update_id >= self.start_u:
                 self.t0, self.c0 = t, cpu()
+                if self.steps is not None:
+                    self.steps0 = self.steps.snapshot()
             if update_id >= self.final[i] and i in self.remaining:
                 self.remaining.discard(i)
                 if not self.remaining:
                     self.t1, self.c1 = t, cpu()
+                    if self.steps is not None:
+                        self.steps1 = self.steps.snapshot()
                     self.done.set()
 
     return TimedStore
@@ -180,6 +190,10 @@ async def run_triobooks(spec: dict) -> None:
         failures=dict(stats.failures), last_error=stats.last_error, frames_received=stats.frames,
         channel_high_water=stats.channel_high_water, rss=rss_kb(),
     )
+    if store.steps is not None and result["ok"]:
+        from benchmarks.steps import difference
+
+        result["steps"] = difference(store.steps0, store.steps1)
     if not result["ok"] and not result.get("last_error"):
         result["last_error"] = "timed out before the last frame was applied"
     _write(spec, result, {"s": store.log_s, "u": store.log_u, "t": store.log_t})

@@ -327,20 +327,33 @@ class ReplayServer(Server):
             if pace == "blast":
                 for chunk in self.body_chunks:
                     await peer.send(chunk)
-            elif pace.startswith("rate"):  # rate<frames/s>[n<frames>]
-                rate, _, count = pace[4:].partition("n")
-                await self._paced(peer, float(rate), run_name, int(count) if count else len(self.body))
+            elif pace.startswith(("rate", "trickle")):  # rate|trickle<frames/s>[n<frames>]
+                single = pace.startswith("trickle")
+                rate, _, count = pace.removeprefix("trickle").removeprefix("rate").partition("n")
+                await self._paced(peer, float(rate), run_name, int(count) if count else len(self.body), single)
         except Closed:
             scope.cancel()
         # then idle: the client closes when it has seen everything
 
-    async def _paced(self, peer: Peer, rate: float, run_name: str, count: int) -> None:
+    async def _paced(self, peer: Peer, rate: float, run_name: str, count: int, single: bool = False) -> None:
+        """``rate`` frames/s: what is due every ~1 ms (Trio's timer resolution) in one
+        send; ``single`` (the trickle): one frame per send at its own due time, spaced
+        by a blocking ``time.sleep`` (this run is the only one the fake serves now)."""
         body = self.body
         n = min(count, len(body))
         sent_at = array("d", bytes(8 * n))
         t0 = time.monotonic()
         i = 0
         blocked = 0
+        while single and i < n:
+            wait = t0 + i / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            ts = sent_at[i] = time.monotonic()
+            await peer.send(body[i])
+            if time.monotonic() - ts > 0.002:
+                blocked += 1
+            i += 1
         while i < n:
             now = time.monotonic()
             due = min(n, int((now - t0) * rate) + 1)
