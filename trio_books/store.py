@@ -7,6 +7,7 @@ always sees a book between two applied events, never half of one.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -106,12 +107,7 @@ class LatencyHistogram:
     def observe(self, seconds: float) -> None:
         if seconds < 0:
             seconds = 0.0  # clocks differ; never report negative latency
-        i = 0
-        for bound in LATENCY_BUCKETS:
-            if seconds <= bound:
-                break
-            i += 1
-        self.counts[i] += 1
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.total += seconds
         self.n += 1
 
