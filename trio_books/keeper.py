@@ -164,7 +164,8 @@ class BookKeeper(LiveUpkeep, Serving):
         Sleeps until the earliest deadline; a request only wakes it when no
         deadline is armed (a new request's deadline is never earlier than an
         armed one: request times only grow), so a live connection costs this
-        task nothing and a start-up of n books costs it O(n) wake-ups, not O(n²)."""
+        task nothing, and a start-up of n books no longer costs it a scan of
+        every pending book per request (n² steps)."""
         limit = self.rt.cfg.sync_timeout
         while True:
             starts = [self.requested_at[s] for s in self.pending if s in self.requested_at]
