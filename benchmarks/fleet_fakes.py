@@ -82,7 +82,10 @@ async def main_async(args: argparse.Namespace) -> None:
     driver = Driver(fake, random.Random(args.seed), args.min_rate, args.max_rate, args.burst, args.burst_every)
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
-        print(json.dumps({"config": fake.config_toml()}), flush=True)
+        # REST-snapshot venues at depth 100: the documented weight budget then fetches 100
+        # snapshots in seconds (1000-level ones take ~50 s; the fakes' books are shallower anyway)
+        extra = {"depth": 100} if args.venue in ("binance_spot", "binance_futures", "asterdex_futures") else {}
+        print(json.dumps({"config": fake.config_toml(**extra)}), flush=True)
         nursery.start_soon(driver.run)
         with trio.move_on_after(args.max_seconds):
             stdin = trio.wrap_file(sys.stdin)
