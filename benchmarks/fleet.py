@@ -81,14 +81,14 @@ def start_fakes(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[
 async def wait_live(url: str, books: int, timeout: float) -> float:
     started = trio.current_time()
     live = 0
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=30) as client:
         with trio.move_on_after(timeout):
             while True:
                 try:
                     venues = (await client.get(f"{url}/venues")).json()["venues"]
                     live = sum(1 for v in venues.values() for state in v["symbols"].values() if state == "live")
                 except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
-                    live = 0
+                    pass  # not answering yet
                 if live >= books:
                     return trio.current_time() - started
                 await trio.sleep(0.5)
@@ -97,10 +97,11 @@ async def wait_live(url: str, books: int, timeout: float) -> float:
 
 
 async def window(url: str, pid: int, seconds: float) -> dict:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=30) as client:
         m0, c0, t0 = scrape(await client.get(f"{url}/metrics")), proc_cpu(pid), time.monotonic()
         await trio.sleep(seconds)
-        m1, c1, t1 = scrape(await client.get(f"{url}/metrics")), proc_cpu(pid), time.monotonic()
+        c1, t1 = proc_cpu(pid), time.monotonic()  # before the scrape: rendering /metrics is not the window's
+        m1 = scrape(await client.get(f"{url}/metrics"))
     bounds, counts = latency_counts(m0, m1)
     frames = m1.get("trio_books_frames_total", 0) - m0.get("trio_books_frames_total", 0)
     return {"cpu": (c1 - c0) / (t1 - t0), "rss_mb": proc_rss_mb(pid), "frames_per_s": frames / (t1 - t0),
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json, "w") as fh:
                 json.dump(res, fh, indent=1)
         return 0
-    except RuntimeError as exc:
+    except (RuntimeError, httpx.HTTPError) as exc:
         log(f"fleet benchmark failed: {exc or type(exc).__name__} after {time.monotonic() - t_start:.0f} s")
         if service is not None:
             with open(os.path.join(workdir, "service.log"), "rb") as fh:
