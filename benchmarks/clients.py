@@ -26,13 +26,10 @@ is applied (or at the spec's timeout); the fleet run after its window.
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 import time
 from array import array
-from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 import orjson
 import trio
@@ -135,6 +132,12 @@ def _timed_store_class():
             self.log_t = array("d")
             self.t0 = self.c0 = self.t1 = self.c1 = None
             self.done = trio.Event()
+            self.steps = None  # a benchmarks.steps.StepCounter when spec["count_steps"]
+            if spec.get("count_steps"):
+                from benchmarks.steps import StepCounter
+
+                self.steps = StepCounter()
+                trio.lowlevel.add_instrument(self.steps)
 
         def touched(self, e, update_id, exchange_ts) -> None:
             super().touched(e, update_id, exchange_ts)
@@ -145,10 +148,14 @@ def _timed_store_class():
             self.log_t.append(t)
             if self.t0 is None and i == self.start_sym and update_id >= self.start_u:
                 self.t0, self.c0 = t, cpu()
+                if self.steps is not None:
+                    self.steps0 = self.steps.snapshot()
             if update_id >= self.final[i] and i in self.remaining:
                 self.remaining.discard(i)
                 if not self.remaining:
                     self.t1, self.c1 = t, cpu()
+                    if self.steps is not None:
+                        self.steps1 = self.steps.snapshot()
                     self.done.set()
 
     return TimedStore
@@ -180,6 +187,10 @@ async def run_triobooks(spec: dict) -> None:
         failures=dict(stats.failures), last_error=stats.last_error, frames_received=stats.frames,
         channel_high_water=stats.channel_high_water, rss=rss_kb(),
     )
+    if store.steps is not None and result["ok"]:
+        from benchmarks.steps import difference
+
+        result["steps"] = difference(store.steps0, store.steps1)
     if not result["ok"] and not result.get("last_error"):
         result["last_error"] = "timed out before the last frame was applied"
     _write(spec, result, {"s": store.log_s, "u": store.log_u, "t": store.log_t})
@@ -189,6 +200,7 @@ async def run_triobooks(spec: dict) -> None:
 
 
 async def run_raw(spec: dict) -> None:
+    from benchmarks.minimal_ws import open_minimal
     from trio_books.transport import open_connection
 
     opener = open_minimal if spec["transport"] == "minimal" else open_connection  # minimal: the reference floor
@@ -231,76 +243,6 @@ def _wsproto_only(conn) -> None:
             await conn._drain(out)
 
     conn._split = split
-
-
-class _Minimal:
-    """A reference floor for the transport, not a client anyone should use: a
-    plain-socket WebSocket reader that only splits unmasked, unfragmented,
-    uncompressed server frames (all this fake sends) and decodes text. It shows
-    what socket reads + framing + UTF-8 cost without a general WebSocket library."""
-
-    def __init__(self, stream: trio.abc.Stream, buf: bytearray) -> None:
-        self.stream = stream
-        self.buf = buf
-
-    async def receive_batch(self) -> list[str | bytes]:
-        out: list[str | bytes] = []
-        while not out:
-            buf = self.buf
-            pos, end = 0, len(buf)
-            while end - pos >= 2:
-                n = buf[pos + 1] & 0x7F
-                head = 2
-                if n == 126:
-                    if end - pos < 4:
-                        break
-                    n, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-                elif n == 127:
-                    if end - pos < 10:
-                        break
-                    n, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-                if end - pos < head + n:
-                    break
-                opcode = buf[pos] & 0x0F
-                payload = buf[pos + head : pos + head + n]
-                if opcode == 0x1:
-                    out.append(payload.decode())
-                elif opcode == 0x2:
-                    out.append(bytes(payload))
-                elif opcode == 0x8:
-                    raise EOFError("closed by the server")
-                pos += head + n
-            del buf[:pos]
-            if not out:
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    raise EOFError("connection closed")
-                buf += data
-        return out
-
-
-@asynccontextmanager
-async def open_minimal(url: str, **_ignored):
-    parts = urlsplit(url)
-    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    target = parts.path + ("?" + parts.query if parts.query else "")
-    await stream.send_all((f"GET {target} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    buf = bytearray()
-    while b"\r\n\r\n" not in buf:
-        data = await stream.receive_some(65536)
-        if not data:
-            raise EOFError("closed during the handshake")
-        buf += data
-    end = buf.index(b"\r\n\r\n")
-    if not buf.startswith(b"HTTP/1.1 101"):
-        raise EOFError(bytes(buf[:80]).decode(errors="replace"))
-    del buf[: end + 4]
-    try:
-        yield _Minimal(stream, buf)
-    finally:
-        await trio.aclose_forcefully(stream)
 
 
 # --- nine venues × ten symbols × 1000 levels ----------------------------------------------

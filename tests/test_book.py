@@ -84,3 +84,21 @@ def test_book_matches_a_dict_model(ops):
 def test_levels_equal_is_numeric():
     assert levels_equal([("1.50", "2")], [("1.5", "2.000")])
     assert not levels_equal([("1.50", "2")], [("1.5", "2.001")])
+
+
+def test_a_full_price_cache_keeps_only_the_held_prices():
+    """A market that trends through thousands of prices: the price-key cache
+    stays bounded (2 × depth, at least 1024) and the book stays exact."""
+    b = OrderBook(depth=50)
+    model: dict[float, tuple[str, str]] = {}
+    for t in range(1, 5000):
+        price = f"{t // 100}.{t % 100:02d}"
+        b.apply([(price, "1.5")], [])
+        model[float(price)] = (price, "1.5")
+        if t > 60:  # the market moves up: the oldest bids go
+            old = t - 60
+            b.apply([(f"{old // 100}.{old % 100:02d}", "0")], [])
+            model.pop(old / 100, None)
+        assert len(b._bid_keys) <= 1024
+    assert b.top_bids() == [model[k] for k in sorted(model, reverse=True)][:50]
+    assert {p for p, _ in b.top_bids()} <= set(b._bid_keys)  # the held prices survive a prune: they still hit

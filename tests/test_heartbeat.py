@@ -114,6 +114,36 @@ async def test_app_ping_answered_keeps_going(autojump_clock):
     assert len(conn.sent) == 6
 
 
+async def test_pinger_wakes_once_per_ping_and_once_per_answer_deadline(autojump_clock):
+    """No polling: an answered application ping costs the heartbeat task a fixed
+    number of steps (wake to send, the send, the answer's deadline), however
+    late within the timeout the answer comes."""
+    conn = ScriptedConn()
+    live = Liveness(0.0, 0.0)
+    steps = []
+
+    class CountPinger(trio.abc.Instrument):
+        def before_task_step(self, task):
+            if task.name.endswith("_pinger"):
+                steps.append(trio.current_time())
+
+    async def answer_late():
+        seen = 0
+        while True:
+            await trio.sleep(4)  # answers up to 4 s after the ping (pong_timeout 10)
+            if len(conn.sent) > seen:
+                seen = len(conn.sent)
+                live.last_beat = trio.current_time()
+
+    trio.lowlevel.add_instrument(CountPinger())
+    with trio.move_on_after(305):
+        async with trio.open_nursery() as n:
+            n.start_soon(answer_late)
+            await enforce_heartbeat(conn, Heartbeat(watchdog=None, ping_interval=30, ping_text="p", pong_timeout=10), live)
+    assert len(conn.sent) == 10  # every 30 s on the dot: 30, 60, … 300
+    assert len(steps) <= 3 * len(conn.sent) + 2
+
+
 async def test_ws_ping_timeout(autojump_clock):
     conn = ScriptedConn(answer_pings=False)
     with raises_stale():

@@ -310,23 +310,6 @@ async def test_oversized_plain_message_fails_before_it_arrives():
     assert isinstance(ended, BadFrame) and [e.code for e in sent if isinstance(e, CloseConnection)] == [1009]
 
 
-async def test_compressed_frames_go_to_wsproto(nursery):
-    """permessage-deflate negotiated: RSV1 frames are inflated by wsproto, plain
-    frames between them take the fast path, order is kept."""
-    import zlib
-
-    def deflate(text):
-        c = zlib.compressobj(wbits=-15)
-        return (c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
-
-    ok = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-          "Sec-WebSocket-Accept: {accept}\r\n"
-          "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n\r\n")
-    body = frame(1, deflate("zipped " * 50), rsv=4) + frame(1, "plain") + frame(1, deflate("again"), rsv=4)
-    got = await _serve_raw(nursery, ok, body, compress=True)
-    assert got == ["zipped " * 50, "plain", "again"]
-
-
 async def test_frames_that_come_with_the_handshake_response(nursery):
     ok = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
           "Sec-WebSocket-Accept: {accept}\r\n\r\n")
@@ -341,7 +324,7 @@ async def test_handshake_response_with_bare_line_feeds(nursery):
     assert got == ["first", "\n\n"]
 
 
-async def _serve_raw(nursery, response_template, body, compress=False):
+async def _serve_raw(nursery, response_template, body):
     """A raw TCP server on 127.0.0.1 that answers the handshake and sends ``body`` in the
     same write; returns every message the client read before the server closed."""
     import base64
@@ -359,7 +342,7 @@ async def _serve_raw(nursery, response_template, body, compress=False):
 
     listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
     port = listeners[0].socket.getsockname()[1]
-    conn = await connect(f"ws://127.0.0.1:{port}/", ssl_context=None, max_message_size=2**20, compress=compress)
+    conn = await connect(f"ws://127.0.0.1:{port}/", ssl_context=None, max_message_size=2**20)
     got = []
     try:
         with pytest.raises(VenueClosed, match="code 1000"):

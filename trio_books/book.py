@@ -168,8 +168,9 @@ class OrderBook:
         self.tracked = tracked and depth is not None
         self._bid_keys: dict[str, _Key] = {}
         self._ask_keys: dict[str, _Key] = {}
-        # price-key cache per side, bounded relative to the book (prices drift over a day)
-        self._cache_max = min(max(4 * depth, 4096), _KEY_CACHE_MAX) if depth is not None else _KEY_CACHE_MAX
+        # price-key cache per side, bounded relative to the book: prices drift over a day,
+        # and a full cache keeps only the prices the side holds (see _new_key)
+        self._cache_max = min(max(2 * depth, 1024), _KEY_CACHE_MAX) if depth is not None else _KEY_CACHE_MAX
         self._floats = True  # keys are floats (else Decimals); see the module doc
 
     # --- writing -------------------------------------------------------------------
@@ -310,9 +311,19 @@ def _new_key(book: OrderBook, price: str, negate: bool, cache: dict[str, _Key]) 
     if negate:
         key = -key if type(key) is float else key.copy_negate()  # type: ignore[union-attr]  # exact (-Decimal rounds to 28 digits)
     if len(cache) >= book._cache_max:
-        cache.clear()
+        _prune(book.asks if negate else book.bids, cache, book._cache_max)
     cache[price] = key
     return key
+
+
+def _prune(side: BookSide, cache: dict[str, _Key], limit: int) -> None:
+    """A full price-key cache keeps only the prices the side holds now (their
+    strings shared with the levels): the prices a drifting market left behind
+    cost nothing, and the live ones still hit. O(levels), at most once per
+    ``limit - levels`` new prices."""
+    cache.clear()
+    if len(side) * 2 <= limit:
+        cache.update({level[0]: key for key, level in dict.items(side)})
 
 
 def _to_decimal_keys(book: OrderBook) -> None:

@@ -41,16 +41,20 @@ async def _watchdog(policy: Heartbeat, live: Liveness) -> None:
 
 
 async def _pinger(conn: Connection, policy: Heartbeat, live: Liveness) -> None:
+    """Send a ping every ``ping_interval`` (or after that long without a frame);
+    the answer is checked once, at its deadline: one wake-up per ping, no polling."""
     interval = policy.ping_interval
     assert interval
+    next_ping = trio.current_time() + interval
     while True:
         if policy.ping_when_idle:
             # Ping only after `interval` without any frame (OKX's rule).
             while (idle_until := live.last_frame + interval) > trio.current_time():
                 await trio.sleep_until(idle_until)
         else:
-            await trio.sleep(interval)
+            await trio.sleep_until(next_ping)
         sent = trio.current_time()
+        next_ping = sent + interval
         if policy.ping_text is None:
             try:
                 with trio.fail_after(policy.pong_timeout):
@@ -59,11 +63,7 @@ async def _pinger(conn: Connection, policy: Heartbeat, live: Liveness) -> None:
                 raise StaleFeed(f"no pong within {policy.pong_timeout:g} s") from None
             continue
         await conn.send(policy.ping_text)
-        deadline = sent + policy.pong_timeout
-        while True:
-            answer = live.last_beat if policy.pong_on == "beat" else live.last_frame
-            if answer >= sent:
-                break
-            if trio.current_time() >= deadline:
-                raise StaleFeed(f"no pong within {policy.pong_timeout:g} s")
-            await trio.sleep(min(0.05, policy.pong_timeout / 10))
+        await trio.sleep_until(sent + policy.pong_timeout)  # the read loop notes the answer in `live`
+        answer = live.last_beat if policy.pong_on == "beat" else live.last_frame
+        if answer < sent:
+            raise StaleFeed(f"no pong within {policy.pong_timeout:g} s")

@@ -65,6 +65,16 @@ class SyncTimeout(AttemptFailure):
     reason = "sync_timeout"
 
 
+class Backlog:
+    """Batches put into and taken from an attempt's update channel: its occupancy
+    for the metrics without a statistics object per batch (every sender counts)."""
+
+    __slots__ = ("put", "taken")
+
+    def __init__(self) -> None:
+        self.put = self.taken = 0
+
+
 class BookKeeper(LiveUpkeep, Serving):
     """Sequences and applies every event of one attempt; owns the books' states."""
 
@@ -78,6 +88,7 @@ class BookKeeper(LiveUpkeep, Serving):
         self.store = rt.store
         self.outbox = outbox  # (frame, symbols) for the subscription sender
         self.updates = updates  # REST results join the stream here
+        self.backlog = Backlog()  # counted by every sender into `updates` and by the book task
         self.spawn = spawn  # starts a task in the attempt's nursery
         self.rest = proto.rest_snapshots
         symbols = tuple(proto.symbols)
@@ -94,7 +105,8 @@ class BookKeeper(LiveUpkeep, Serving):
         self.was_live: set[str] = set()
         self.resync_times: dict[str, deque[float]] = {}
         self.logged = RateLimiter(window=60.0)
-        self._wake = trio.Event()
+        self._wake = trio.Event()  # wakes fetch_quiet_books
+        self._unarmed: trio.Event | None = None  # set: enforce_deadlines waits for a first deadline
 
     def _new_sync(self, symbol: str) -> SymbolSync:
         p, rt = self.proto, self.rt
@@ -104,6 +116,9 @@ class BookKeeper(LiveUpkeep, Serving):
     def _changed(self) -> None:
         self._wake.set()
         self._wake = trio.Event()
+        if self._unarmed is not None:  # the deadline task sleeps without a deadline: one may exist now
+            self._unarmed.set()
+            self._unarmed = None
 
     # --- requests going out ----------------------------------------------------------
     def requested(self, symbols: Iterable[str]) -> None:
@@ -133,6 +148,7 @@ class BookKeeper(LiveUpkeep, Serving):
         result = await fetch_snapshot(self.rt, self.proto, symbol, on_request, self.rec_id)
         try:
             self.updates.send_nowait([Fetched(gen, symbol, result, purpose)])
+            self.backlog.put += 1
         except trio.WouldBlock:
             raise ChannelOverflow("update channel full when a snapshot arrived") from None
 
@@ -152,17 +168,26 @@ class BookKeeper(LiveUpkeep, Serving):
     async def enforce_deadlines(self) -> None:
         """A pending book must go live within ``sync_timeout`` of its request
         going out; a book still waiting for the request budget is being paced,
-        not failing (otherwise a storm of resyncs would feed itself)."""
+        not failing (otherwise a storm of resyncs would feed itself).
+
+        Sleeps until the earliest deadline; a request only wakes it when no
+        deadline is armed (a new request's deadline is never earlier than an
+        armed one: request times only grow), so a live connection costs this
+        task nothing, and a start-up of n books no longer costs it a scan of
+        every pending book per request (n² steps)."""
         limit = self.rt.cfg.sync_timeout
         while True:
             starts = [self.requested_at[s] for s in self.pending if s in self.requested_at]
-            due = min(starts) + limit if starts else math.inf
+            if not starts:
+                self._unarmed = trio.Event()
+                await self._unarmed.wait()
+                continue
+            due = min(starts) + limit
             if due <= trio.current_time():
                 late = sorted(s for s in self.pending if s in self.requested_at and self.requested_at[s] + limit <= trio.current_time())
                 shown = ", ".join(late[:10]) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
                 raise SyncTimeout(f"not live within {limit:g} s of the request: {shown}")
-            with trio.move_on_at(due):
-                await self._wake.wait()
+            await trio.sleep_until(due)
 
     # --- the book task -----------------------------------------------------------------
     async def run(self, recv: trio.MemoryReceiveChannel) -> None:
@@ -170,7 +195,9 @@ class BookKeeper(LiveUpkeep, Serving):
         syncs, entries, store, ignored = self.syncs, self.entries, self.store, self.rt.stats.ignored
         rest = self.rest
         tap = store.tap  # a capture (trio_books.sinks.parquet) hears of every applied change
+        backlog, stats = self.backlog, self.rt.stats
         async for batch in recv:
+            backlog.taken += 1
             touched: set[str] = set()
             for event in batch:
                 kind = type(event)
@@ -235,7 +262,7 @@ class BookKeeper(LiveUpkeep, Serving):
                     store.touched(entries[symbol], sync.update_id, sync.exchange_ts)
                     if sync.exchange_ts is not None:
                         latency.observe(now - sync.exchange_ts)
-            self.rt.stats.channel_used = recv.statistics().current_buffer_used
+            stats.channel_used = backlog.put - backlog.taken
 
     def _snapshot(self, snap: Snapshot, touched: set[str]) -> None:
         symbol = snap.symbol
@@ -371,4 +398,4 @@ class BookKeeper(LiveUpkeep, Serving):
         self._resync(symbol, None, unsubscribe=False)
 
 
-__all__ = ["BookKeeper", "FIRST_SNAPSHOT_DELAY", "Fetched", "SyncTimeout"]
+__all__ = ["Backlog", "BookKeeper", "FIRST_SNAPSHOT_DELAY", "Fetched", "SyncTimeout"]

@@ -96,6 +96,7 @@ class Serving:
                         self.store.set_state(self.venue_id, [symbol], BookState.STALE, error=f"{fault.reason}: {fault}")
                     with contextlib.suppress(trio.WouldBlock):  # (a full channel: the peer overflows and restarts anyway)
                         peer.updates.send_nowait([fault])  # the peer's book task faults its own book, in order
+                        peer.backlog.put += 1
                     self.fault(fault)
                     return
 

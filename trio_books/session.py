@@ -25,7 +25,7 @@ from .backoff import AttemptBudget
 from .config import ServiceConfig, VenueConfig
 from .errors import AttemptFailure, BadFrame, BookFault, ChannelOverflow, StaleFeed
 from .heartbeat import Liveness, enforce_heartbeat
-from .keeper import BookKeeper, SyncTimeout
+from .keeper import Backlog, BookKeeper, SyncTimeout
 from .model import Beat, Delta, Planned, Reply, Snapshot, Unknown, Unrequested
 from .rest import RestLimiter
 from .store import BookStore, VenueStats
@@ -95,7 +95,6 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log, attempt: An
         max_message_size=venue.max_message_size,
         connect_timeout=rt.cfg.connect_timeout,
         transport=rt.service.transport,
-        compress=bool(rt.cfg.options.get("compression", False)) if "compression" in venue.options else False,
     ) as conn:
         rt.stats.connected += 1
         rt.stats.channel_capacity = rt.service.channel_capacity
@@ -110,7 +109,7 @@ async def run_attempt(rt: VenueRuntime, symbols: Sequence[str], log, attempt: An
                 attempt.group.append(keeper)
                 # the book task and the reader drain from before the first subscribe frame
                 spawn(keeper.run, recv, name=f"{venue.id}:books")
-                spawn(_read_loop, conn, proto, send, live, rt, rec_id, attempt.plan_end, name=f"{venue.id}:read")
+                spawn(_read_loop, conn, proto, send, live, rt, rec_id, attempt.plan_end, keeper.backlog, name=f"{venue.id}:read")
                 spawn(enforce_heartbeat, conn, rt.heartbeat(), live, name=f"{venue.id}:heartbeat")
                 spawn(keeper.enforce_deadlines, name=f"{venue.id}:sync-deadlines")
                 if proto.rest_snapshots:
@@ -185,7 +184,7 @@ async def _send_subscriptions(conn: Connection, outbox: trio.MemoryReceiveChanne
 
 async def _read_loop(
     conn: Connection, proto: FeedProtocol, send: trio.MemorySendChannel, live: Liveness, rt: VenueRuntime, rec_id: int = 0,
-    on_planned: Any = None,
+    on_planned: Any = None, backlog: Backlog | None = None,
 ) -> None:
     """Decode and parse every frame, answer pings, and hand each socket read's
     events to the book task in one batch. Never blocks on the book task: a full
@@ -196,6 +195,8 @@ async def _read_loop(
     got_event = deadline is None
     started = trio.current_time()
     recorder = rt.recorder
+    if backlog is None:
+        backlog = Backlog()
     while True:
         if got_event:
             frames = await conn.receive_batch()
@@ -248,7 +249,8 @@ async def _read_loop(
                 raise ChannelOverflow(
                     f"update channel full ({rt.service.channel_capacity} batches): the book task fell behind"
                 ) from None
-            used = send.statistics().current_buffer_used
+            backlog.put += 1
+            used = backlog.put - backlog.taken
             stats.channel_used = used
             if used > stats.channel_high_water:
                 stats.channel_high_water = used

@@ -7,6 +7,7 @@ always sees a book between two applied events, never half of one.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -109,7 +110,7 @@ class BookEntry:
         return self._changed
 
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @attrs.define
@@ -123,12 +124,7 @@ class LatencyHistogram:
     def observe(self, seconds: float) -> None:
         if seconds < 0:
             seconds = 0.0  # clocks differ; never report negative latency
-        i = 0
-        for bound in LATENCY_BUCKETS:
-            if seconds <= bound:
-                break
-            i += 1
-        self.counts[i] += 1
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.total += seconds
         self.n += 1
 

@@ -89,7 +89,6 @@ async def open_connection(
     max_message_size: int,
     connect_timeout: float,
     transport: str = DEFAULT_TRANSPORT,
-    compress: bool = False,
 ) -> AsyncIterator[Connection]:
     """Open a WebSocket; ``ws://`` and ``wss://`` both work. Failures to connect
     raise :class:`VenueClosed` (or :class:`VenueRejected` for an HTTP 4xx); the
@@ -98,7 +97,7 @@ async def open_connection(
     ``transport``: ``"wsproto"`` (ours: every frame of a socket read in one
     batch) or ``"trio-websocket"`` (one message per batch)."""
     if transport == "wsproto":
-        async with _open_wsproto(url, max_message_size=max_message_size, connect_timeout=connect_timeout, compress=compress) as conn:
+        async with _open_wsproto(url, max_message_size=max_message_size, connect_timeout=connect_timeout) as conn:
             yield conn
         return
     async with _open_trio_websocket(url, max_message_size=max_message_size, connect_timeout=connect_timeout) as conn:
@@ -106,13 +105,13 @@ async def open_connection(
 
 
 @asynccontextmanager
-async def _open_wsproto(url: str, *, max_message_size: int, connect_timeout: float, compress: bool) -> AsyncIterator[Connection]:
+async def _open_wsproto(url: str, *, max_message_size: int, connect_timeout: float) -> AsyncIterator[Connection]:
     from .wsclient import connect
 
     context = _ssl_context() if url.startswith("wss://") else None
     try:
         with trio.fail_after(connect_timeout):
-            conn = await connect(url, ssl_context=context, max_message_size=max_message_size, compress=compress)
+            conn = await connect(url, ssl_context=context, max_message_size=max_message_size)
     except trio.TooSlowError:
         raise VenueClosed(f"cannot connect: no handshake within {connect_timeout:g} s") from None
     except OSError as exc:

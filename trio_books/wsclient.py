@@ -4,7 +4,8 @@ Why: every frame that arrives in one socket read is returned together, so the
 reader hands the book task one batch per read instead of paying a task switch
 per message (the per-message hop costs more than the book; see README,
 "Performance"). It answers pings, enforces a message-size limit while the
-message is still arriving, and can negotiate permessage-deflate.
+message is still arriving; it negotiates no extension (no venue needs one), so
+a frame with an RSV bit set is a protocol error.
 
 The hot path does not go through wsproto: received bytes are kept in our own
 buffer and split into frames here (RFC 6455, section 5.2). A *plain* frame — a
@@ -12,11 +13,11 @@ whole unfragmented text or binary message from the server: FIN set, no RSV bit,
 unmasked, the minimal length form, and no fragmented message in progress — is
 cut out and decoded directly (text must be valid UTF-8, else the connection
 fails with 1007 as wsproto would fail it). Every other frame (ping, pong,
-close, fragments, compressed frames, anything malformed) is handed to wsproto
+close, fragments, anything malformed) is handed to wsproto
 whole-frame-wise, in order: once its first byte went to wsproto, every further
 byte of that frame goes there too, so wsproto is at a frame boundary (its
 buffer empty) whenever we look at a header ourselves. wsproto keeps its job
-for everything it is given — answering pings, decompression, reassembly, the
+for everything it is given — answering pings, reassembly, the
 close handshake and every protocol error.
 
 Resource handling: :func:`connect` returns a connection whose socket is closed
@@ -45,7 +46,6 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .errors import BadFrame, VenueClosed, VenueRejected
@@ -68,7 +68,6 @@ class WsConnection:
         self._pending_pongs: dict[bytes, trio.Event] = {}
         self._ping_counter = 0
         self._closed = False
-        self.extensions: list[str] = []
         # received bytes not yet split into frames (the first ones may have come with the handshake)
         self._buf = bytearray(buffered)
         # bytes of the current frame that still belong to wsproto (0: at a frame boundary)
@@ -255,7 +254,7 @@ class WsConnection:
         await trio.aclose_forcefully(self._stream)
 
 
-async def connect(url: str, *, ssl_context: ssl.SSLContext | None, max_message_size: int, compress: bool = False) -> WsConnection:
+async def connect(url: str, *, ssl_context: ssl.SSLContext | None, max_message_size: int) -> WsConnection:
     """Open a TCP (and TLS for ``wss``) stream and do the opening handshake."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
@@ -269,9 +268,8 @@ async def connect(url: str, *, ssl_context: ssl.SSLContext | None, max_message_s
         stream = await trio.open_tcp_stream(host, port)
     ws = WSConnection(ConnectionType.CLIENT)
     host_header = host if parts.port is None else f"{host}:{parts.port}"
-    extensions = [PerMessageDeflate()] if compress else []
     try:
-        await stream.send_all(ws.send(Request(host=host_header, target=target, extensions=extensions)))
+        await stream.send_all(ws.send(Request(host=host_header, target=target)))
         # wsproto gets the response head only (up to its blank line); whatever
         # follows it is frames, kept for the connection's own splitter.
         pending = bytearray()
@@ -291,7 +289,6 @@ async def connect(url: str, *, ssl_context: ssl.SSLContext | None, max_message_s
             for event in ws.events():
                 if isinstance(event, AcceptConnection):
                     conn = WsConnection(stream, ws, max_message_size, bytes(pending))
-                    conn.extensions = [e.name for e in event.extensions]
                     return conn
                 if isinstance(event, (RejectConnection, RejectData)):
                     status = getattr(event, "status_code", 0)
