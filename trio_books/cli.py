@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     cap.add_argument("--http", default=None)
     cap.add_argument("--log-level", dest="log_level", default=None)
     cap.add_argument("--shard", default=None)
-    from .history.cli import add_parser as add_history
+    from .history_cli import add_parser as add_history
 
     add_history(sub)
     rep = sub.add_parser("replay", help="rebuild books offline from a recording and print integrity results")
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 1 if damage or any(r.failures for r in results.values()) else 0
     if args.command == "history":
-        from .history.cli import run as run_history
+        from .history_cli import run as run_history
 
         return run_history(args)
     if args.command == "demo":

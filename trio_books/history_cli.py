@@ -1,4 +1,7 @@
-"""``trio-books history …``: books at an instant, gap windows, what a capture holds."""
+"""``trio-books history …``: books at an instant, gap windows, what a capture holds.
+
+Outside :mod:`trio_books.history` so that the command line works without pyarrow
+(the package needs it; ``history`` then says so in one line)."""
 
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 with JSON on stdout; 1 (one line) when the capture cannot answer; 2 for bad arguments."""
     try:
-        from . import HistoryError, open as open_history
-        from .reader import to_us
+        from .history import HistoryError, open as open_history
+        from .history.reader import to_us
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
