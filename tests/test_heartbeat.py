@@ -192,3 +192,14 @@ async def test_read_loop_overflow_is_an_error_not_a_skip(autojump_clock):
         await _read_loop(Burst(), proto, send, Liveness(0.0, 0.0), rt)
     assert recv.statistics().current_buffer_used == 3
     assert rt.stats.channel_high_water == 3
+
+
+async def test_both_rules_broken_in_one_step_are_one_failure_the_watchdogs(autojump_clock):
+    """A ping sent as the last frame arrived: its pong deadline and the frame watchdog
+    fall in the same step. One StaleFeed comes out, not an exception group (which
+    the attempt's books would have shown as "error: ExceptionGroup")."""
+    policy = Heartbeat(watchdog=10, ping_interval=30, ping_text="ping", pong_timeout=10)
+    live = Liveness(30.0, 0.0)  # a frame at the moment the ping goes out, never its answer
+    with pytest.raises(StaleFeed, match="no frame for 10 s"):
+        await enforce_heartbeat(ScriptedConn(), policy, live)
+    assert trio.current_time() == pytest.approx(40)

@@ -118,6 +118,26 @@ class StaleFeed(AttemptFailure):
     reason = "heartbeat"
 
 
+class NoPong(StaleFeed):
+    """No answer to our ping within the venue's pong timeout."""
+
+
+def first_failure(exc: BaseException) -> BaseException:
+    """The exception that explains ``exc``: its first :class:`AttemptFailure` leaf
+    (exception groups unwrapped), else its first leaf."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                walk(inner)
+        else:
+            leaves.append(e)
+
+    walk(exc)
+    return next((e for e in leaves if isinstance(e, AttemptFailure)), leaves[0] if leaves else exc)
+
+
 class ChannelOverflow(AttemptFailure):
     reason = "overflow"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import trio
 
-from .errors import StaleFeed
+from .errors import NoPong, StaleFeed
 from .transport import Connection
 from .venues import Heartbeat
 
@@ -21,11 +21,15 @@ class Liveness:
 async def enforce_heartbeat(conn: Connection, policy: Heartbeat, live: Liveness) -> None:
     """Run the watchdog and the pinger of ``policy``; raise :class:`StaleFeed` when the
     venue breaks its rule. Returns only if the policy has nothing to enforce."""
-    async with trio.open_nursery() as nursery:
-        if policy.watchdog:
-            nursery.start_soon(_watchdog, policy, live)
-        if policy.ping_interval:
-            nursery.start_soon(_pinger, conn, policy, live)
+    try:
+        async with trio.open_nursery() as nursery:
+            if policy.watchdog:
+                nursery.start_soon(_watchdog, policy, live)
+            if policy.ping_interval:
+                nursery.start_soon(_pinger, conn, policy, live)
+    except* StaleFeed as group:
+        # both rules broken in the same step: one failure, the venue's documented watchdog first
+        raise sorted(group.exceptions, key=lambda e: isinstance(e, NoPong))[0] from None
 
 
 async def _watchdog(policy: Heartbeat, live: Liveness) -> None:
@@ -60,10 +64,11 @@ async def _pinger(conn: Connection, policy: Heartbeat, live: Liveness) -> None:
                 with trio.fail_after(policy.pong_timeout):
                     await conn.ping()
             except trio.TooSlowError:
-                raise StaleFeed(f"no pong within {policy.pong_timeout:g} s") from None
+                raise NoPong(f"no pong within {policy.pong_timeout:g} s") from None
             continue
         await conn.send(policy.ping_text)
         await trio.sleep_until(sent + policy.pong_timeout)  # the read loop notes the answer in `live`
         answer = live.last_beat if policy.pong_on == "beat" else live.last_frame
         if answer < sent:
-            raise StaleFeed(f"no pong within {policy.pong_timeout:g} s")
+            await trio.lowlevel.checkpoint()  # a watchdog due at this same moment speaks first
+            raise NoPong(f"no pong within {policy.pong_timeout:g} s")

@@ -23,7 +23,7 @@ import trio
 
 from .backoff import AttemptBudget
 from .config import ServiceConfig, VenueConfig
-from .errors import AttemptFailure, BadFrame, BookFault, ChannelOverflow, StaleFeed
+from .errors import AttemptFailure, BadFrame, BookFault, ChannelOverflow, StaleFeed, first_failure
 from .heartbeat import Liveness, enforce_heartbeat
 from .keeper import Backlog, BookKeeper, SyncTimeout
 from .model import Beat, Delta, Planned, Reply, Snapshot, Unknown, Unrequested
@@ -143,6 +143,7 @@ class FailFast:
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
         if exc is not None and not _only_cancelled(exc) and self.attempt.keeper is not None:
+            exc = first_failure(exc)  # two tasks failing in one step raise a group
             why = f"{exc.reason}: {exc}" if isinstance(exc, AttemptFailure) else f"error: {type(exc).__name__}: {exc}"
             self.attempt.keeper.release(f"connection ended ({why[:200]})")
         return False
