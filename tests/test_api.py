@@ -119,26 +119,31 @@ async def test_stream_fast_and_slow_clients_end_with_the_true_book(nursery):
     await wait_live(store)
     url = base.replace("http://", "ws://") + "/ws"
     fast, slow = StreamClient(), StreamClient()
+    enough = trio.Event()
+
+    def at_truth(client: StreamClient) -> bool:
+        want_bids, want_asks = fake.top("BTCUSDT", 20)
+        return client.book.top_bids(20) == want_bids and client.book.top_asks(20) == want_asks
 
     async def run(client: StreamClient, delay: float, done: trio.Event):
         async with open_websocket_url(url) as ws:
             await ws.send_message(orjson.dumps({"op": "subscribe", "venue": VENUE, "symbol": "BTCUSDT", "depth": 20}).decode())
-            while True:
-                with trio.move_on_after(1.0) as idle:
-                    msg = orjson.loads(await ws.get_message())
-                if idle.cancelled_caught:
-                    break  # the fake paused and everything was delivered
-                client.apply(msg)
+            while not (fake.paused and at_truth(client)):  # the fake paused and everything was delivered
+                with trio.move_on_after(0.05):  # then look at the condition again
+                    client.apply(orjson.loads(await ws.get_message()))
+                if client.seq >= 50:
+                    enough.set()
                 if delay:
-                    await trio.sleep(delay)
+                    await trio.sleep(delay)  # a slower reader
         done.set()
 
     fast_done, slow_done = trio.Event(), trio.Event()
     nursery.start_soon(run, fast, 0, fast_done)
-    nursery.start_soon(run, slow, 0.01, slow_done)  # a slower reader
-    await trio.sleep(1.5)
-    fake.paused = True
+    nursery.start_soon(run, slow, 0.01, slow_done)
     with trio.fail_after(15):
+        await enough.wait()  # traffic flowed: at least 50 messages to one of them
+    fake.paused = True
+    with trio.fail_after(15):  # a paused fake sends nothing more: both clients reach its book
         await fast_done.wait()
         await slow_done.wait()
     want_bids, want_asks = fake.top("BTCUSDT", 20)
@@ -213,15 +218,16 @@ async def test_stream_top_of_book(nursery):
         await ws.send_message('{"op":"subscribe","venue":"binance_spot","symbol":"BTCUSDT","kind":"top"}')
         status = orjson.loads(await ws.get_message())
         assert status["type"] == "status" and status["state"] == "live"
-        await trio.sleep(0.3)
+        for _ in range(5):  # the top moves while the fake runs
+            last = orjson.loads(await ws.get_message())
+            assert last["type"] == "top"
         fake.paused = True
-        last = None
-        with trio.move_on_after(0.5):
-            while True:
-                last = orjson.loads(await ws.get_message())
-        assert last["type"] == "top"
         bids, asks = fake.top("BTCUSDT", 1)
-        assert last["bid"] == list(bids[0]) and last["ask"] == list(asks[0])
+        with trio.fail_after(10):  # until the latest top sent is the fake's (nothing follows a paused fake)
+            while (last["bid"], last["ask"]) != (list(bids[0]), list(asks[0])):
+                with trio.move_on_after(0.05):  # then look again
+                    last = orjson.loads(await ws.get_message())
+                    assert last["type"] == "top"
 
 
 async def test_stream_client_count_and_inbound_size_are_bounded(nursery, monkeypatch):
