@@ -307,12 +307,8 @@ def instructions_per_frame(env: Env, client: Client, body: int) -> dict:
     return {"ok": True, "per_frame": per_frame, "frames": (small, body), "totals": [r["instructions"] for r in runs]}
 
 
-def latency_once(env: Env, client: Client, seconds: float) -> dict:
-    body = min(int(RATE * seconds), env.meta["n_body"])
-    spec = make_spec(env, client, pace=f"rate{RATE}n{body}", body=body, warm=1, timeout=seconds + 60)
-    res = run_client(env, client, spec, seconds + 60)
-    if not res.get("ok"):
-        return {"ok": False, "error": res.get("last_error") or "failed"}
+def read_send_times(env: Env, spec: dict) -> array:
+    """The fake's send time of every frame of a run (it writes them as it finishes)."""
     send_path = os.path.join(env.workdir, f"{spec['run']}.send")
     for _ in range(100):
         if os.path.exists(send_path):
@@ -321,6 +317,16 @@ def latency_once(env: Env, client: Client, seconds: float) -> dict:
     sent = array("d")
     with open(send_path, "rb") as fh:
         sent.frombytes(fh.read())
+    return sent
+
+
+def latency_once(env: Env, client: Client, seconds: float) -> dict:
+    body = min(int(RATE * seconds), env.meta["n_body"])
+    spec = make_spec(env, client, pace=f"rate{RATE}n{body}", body=body, warm=1, timeout=seconds + 60)
+    res = run_client(env, client, spec, seconds + 60)
+    if not res.get("ok"):
+        return {"ok": False, "error": res.get("last_error") or "failed"}
+    sent = read_send_times(env, spec)
     try:
         with open(os.path.join(env.workdir, f"{spec['run']}.blocked")) as fh:
             blocked = int(fh.read())

@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from array import array
 
 from benchmarks import run, tls
 from benchmarks.run import Client, Env, join_latency, make_spec, run_client, start_fake, stop_fake
@@ -51,14 +50,7 @@ def trickle_once(env: Env, client: Client, rate: int, seconds: float, count_step
     res = run_client(env, client, spec, seconds + 60)
     if not res.get("ok"):
         return {"ok": False, "error": res.get("last_error") or "failed"}
-    send_path = os.path.join(env.workdir, f"{spec['run']}.send")
-    for _ in range(100):
-        if os.path.exists(send_path):
-            break
-        time.sleep(0.1)
-    sent = array("d")
-    with open(send_path, "rb") as fh:
-        sent.frombytes(fh.read())
+    sent = run.read_send_times(env, spec)
     lat = sorted(join_latency(env.meta, sent, run.read_log(res, spec["out"]), body, skip=min(rate, body // 4)))
     if not lat:
         return {"ok": False, "error": "no frame could be joined"}
