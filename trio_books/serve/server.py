@@ -25,10 +25,8 @@ from urllib.parse import unquote
 
 import h11
 import trio
-from loguru import logger
 
-from ..log import RateLimiter
-
+from ..log import RateLimiter, named
 from .wsconn import is_websocket, serve_websocket
 
 KEEP_ALIVE = 5.0
@@ -179,7 +177,7 @@ class HttpServer:
         except* Exception as group:  # a bug: this connection ends, the server goes on
             exc = group.exceptions[0]
             if self._errors.check((type(exc).__name__, str(exc)[:200])) is not None:
-                logger.bind(venue="http").opt(exception=exc).error("connection failed: {}: {}", type(exc).__name__, str(exc)[:200])
+                named("http").opt(exception=exc).error("connection failed: {}: {}", type(exc).__name__, str(exc)[:200])
         finally:
             self.connections -= 1
             if self.connections == 0:

@@ -13,11 +13,14 @@ from typing import Any
 
 import h11
 import trio
-from loguru import logger
 from wsproto import ConnectionType
-from wsproto.connection import Connection as WsConnection, ConnectionState
+from wsproto.connection import Connection as WsConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.utilities import LocalProtocolError as WsProtocolError, generate_accept_token
+from wsproto.utilities import LocalProtocolError as WsProtocolError
+from wsproto.utilities import generate_accept_token
+
+from ..log import named
 
 INBOX = 16
 """Complete messages read ahead of the app (then the reader waits: backpressure)."""
@@ -163,10 +166,11 @@ async def serve_websocket(app: Any, scope: dict[str, Any], request: h11.Request,
         try:
             await app(scope, session.receive, session.send)
             await session.close(1000)  # an app that returned without closing
-        except ConnectionResetError:
+        except* ConnectionResetError:  # the peer went (alone, or inside the handler's own nursery's group)
             pass
-        except Exception as exc:  # a bug in a handler: logged, the client gets 1011
-            logger.bind(venue="http").opt(exception=exc).error("/ws handler failed: {}: {}", type(exc).__name__, str(exc)[:200])
+        except* Exception as group:  # a bug in a handler: logged, the client gets 1011
+            exc = group.exceptions[0]
+            named("http").opt(exception=exc).error("/ws handler failed: {}: {}", type(exc).__name__, str(exc)[:200])
             try:
                 await session.close(1011, "internal error")
             except ConnectionResetError:

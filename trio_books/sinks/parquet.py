@@ -33,10 +33,9 @@ from typing import Any
 
 import attrs
 import trio
-from loguru import logger
 
 from ..config import ParquetSinkConfig
-from ..log import RateLimiter
+from ..log import RateLimiter, named
 from ..model import BookState
 
 
@@ -193,7 +192,7 @@ async def run_parquet_sink(cfg: ParquetSinkConfig, store: Any, *, clock: Callabl
     rows are written and the run closed on the way out."""
     from ..history.writer import HistoryWriter
 
-    log = logger.bind(venue="sink:parquet")
+    log = named("sink:parquet")
     clock = clock or wall_clock_us()
     started = clock()
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started / 1e6)) + "-" + secrets.token_hex(3)
