@@ -140,7 +140,9 @@ class HttpServer:
         while True:
             try:
                 stream = await listener.accept()
-            except OSError:  # EMFILE and friends: wait a little rather than spin
+            except OSError as exc:  # EMFILE and friends: said once a minute, then wait a little rather than spin
+                if self._errors.check(("accept", exc.errno)) is not None:
+                    named("http").error("cannot accept connections: {}", exc.strerror or exc)
                 await trio.sleep(0.1)
                 continue
             nursery.start_soon(self._connection, stream)
