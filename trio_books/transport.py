@@ -114,10 +114,14 @@ async def _open_wsproto(url: str, *, max_message_size: int, connect_timeout: flo
             conn = await connect(url, ssl_context=context, max_message_size=max_message_size)
     except trio.TooSlowError:
         raise VenueClosed(f"cannot connect: no handshake within {connect_timeout:g} s") from None
-    except OSError as exc:
-        raise VenueClosed(f"cannot connect: {exc.strerror or exc}") from None
+    except ssl.SSLCertVerificationError as exc:  # before OSError: an SSLError is one
+        raise VenueClosed(f"cannot connect: TLS: {exc.reason}: {exc.verify_message}") from None
     except ssl.SSLError as exc:
         raise VenueClosed(f"cannot connect: TLS: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise VenueClosed(f"cannot connect: {exc.strerror or exc}") from None
+    except trio.BrokenResourceError as exc:
+        raise VenueClosed(f"cannot connect: {exc}") from None
     try:
         yield conn
     finally:

@@ -49,6 +49,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .errors import BadFrame, VenueClosed, VenueRejected
+from .sockio import SocketStream, open_stream
 
 READ_SIZE = 65536
 MAX_HANDSHAKE = 65536
@@ -58,7 +59,7 @@ _HEAD_END = re.compile(rb"\n\r?\n")
 
 
 class WsConnection:
-    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, max_message_size: int, buffered: bytes = b"") -> None:
+    def __init__(self, stream: SocketStream | trio.abc.Stream, ws: WSConnection, max_message_size: int, buffered: bytes = b"") -> None:
         self._stream = stream
         self._ws = ws
         self._max = max_message_size
@@ -255,17 +256,13 @@ class WsConnection:
 
 
 async def connect(url: str, *, ssl_context: ssl.SSLContext | None, max_message_size: int) -> WsConnection:
-    """Open a TCP (and TLS for ``wss``) stream and do the opening handshake."""
+    """Open a TCP (and TLS for ``wss``) stream (``sockio``) and do the opening handshake."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     host = parts.hostname or ""
     port = parts.port or (443 if secure else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if secure:
-        assert ssl_context is not None
-        stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ssl_context, https_compatible=True)
-    else:
-        stream = await trio.open_tcp_stream(host, port)
+    stream = await open_stream(host, port, ssl_context if secure else None)
     ws = WSConnection(ConnectionType.CLIENT)
     host_header = host if parts.port is None else f"{host}:{parts.port}"
     try:
