@@ -204,7 +204,7 @@ async def run_raw(spec: dict) -> None:
     from trio_books.transport import open_connection
 
     opener = open_minimal if spec["transport"] == "minimal" else open_connection  # minimal: the reference floor
-    transport = "wsproto" if spec["transport"] == "wsproto-lib" else spec["transport"]
+    transport = "wsproto" if spec["transport"] in ("wsproto-lib", "wsproto-hop") else spec["transport"]
     total = spec["total_frames"]
     start_at = spec["start_count"]
     loads = orjson.loads
@@ -216,19 +216,32 @@ async def run_raw(spec: dict) -> None:
             async with opener(spec["url"], max_message_size=2**20, connect_timeout=10, transport=transport) as conn:
                 if spec["transport"] == "wsproto-lib":
                     _wsproto_only(conn)
-                while count < total:
-                    frames = await conn.receive_batch()
-                    for raw in frames:
-                        loads(raw)
-                    count += len(frames)
-                    if t0 is None and count >= start_at:
-                        t0, c0 = monotonic(), cpu()
-                t1, c1 = monotonic(), cpu()
+                async with trio.open_nursery() as nursery:
+                    receive = await nursery.start(_hop, conn) if spec["transport"] == "wsproto-hop" else conn.receive_batch
+                    while count < total:
+                        frames = await receive()
+                        for raw in frames:
+                            loads(raw)
+                        count += len(frames)
+                        if t0 is None and count >= start_at:
+                            t0, c0 = monotonic(), cpu()
+                    t1, c1 = monotonic(), cpu()
+                    nursery.cancel_scope.cancel()
         except Exception as exc:  # report, don't hide
             error = f"{type(exc).__name__}: {exc}"
     ok = t1 is not None
     _write(spec, {"ok": ok, "t0": t0, "t1": t1, "cpu0": c0, "cpu1": c1, "frames": count,
                   "last_error": error or (None if ok else "timed out"), "rss": rss_kb()})
+
+
+async def _hop(conn, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Benchmark-only: the design card's hop alone. This read task hands each read's
+    frames through a memory channel to the task that parses them (the caller, through
+    the ``receive`` it is given), as trio-books' read task hands them to its book task."""
+    send, recv = trio.open_memory_channel(5000)
+    task_status.started(recv.receive)
+    while True:
+        send.send_nowait(await conn.receive_batch())
 
 
 def _wsproto_only(conn) -> None:

@@ -36,6 +36,11 @@ CLIENTS = [
     Client("cf-tls", "cryptofeed", "cryptofeed", "websockets", "wss"),
 ]
 RATES = (1000, 5000, 20000)
+FLOORS = [  # --instructions also counts these: where trio-books' instructions per event go
+    run.BY_KEY["raw-wsproto-tls"],
+    Client("raw-hop-tls", "our transport + orjson, read task → memory channel → parsing task (the design card's hop)",
+           "raw", "wsproto-hop", "wss"),
+]
 
 
 def log(msg: str) -> None:
@@ -124,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", default=",".join(map(str, RATES)), help="events/s, comma-separated")
     p.add_argument("--only", help="comma-separated client keys: " + ", ".join(c.key for c in CLIENTS))
     p.add_argument("--instructions", action="store_true", help="also count machine instructions per event with valgrind "
-                   "(load-independent; ~1-2 minutes per client)")
+                   "(load-independent; ~1-2 minutes per client), for the clients and two floors: our transport alone, "
+                   "and with the read task → channel → parsing task hop")
     p.add_argument("--json", help="write every measurement to this file")
     args = p.parse_args(argv)
     RATES = tuple(int(r) for r in args.rates.split(","))
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             if c.kind == "triobooks" and 5000 in RATES:
                 steps[c.label] = trickle_once(env, c, 5000, min(seconds, 2.0), count_steps=True)
         if args.instructions:
-            for c in clients:
+            for c in clients + (FLOORS if certs else []):
                 log(f"instructions per event: {c.label} under valgrind (slow) …")
                 ins = instructions_per_event(env, c)
                 steps.setdefault(c.label, {})["instructions"] = ins

@@ -246,3 +246,24 @@ async def test_a_venue_with_300_books_over_wss(nursery, contexts, monkeypatch):
                 await converge(view_top(books, "binance_spot", s), fake, s)
         stats = books.statistics()["binance_spot"]
         assert stats.failures == {} and stats.attempts == 1
+
+
+async def test_bytes_that_are_not_tls_after_the_handshake_are_a_clear_venue_closed(nursery, contexts):
+    server_ctx, client_ctx = contexts
+
+    async def script(tls):
+        await _handshake(tls)
+        await tls.send_all(frame(1, "fine"))
+        await tls.transport_stream.send_all(b"\x17\x03\x03\x00\x05hello")  # an application-data record that does not decrypt
+        await trio.sleep_forever()
+
+    port = await _tls_server(nursery, server_ctx, script)
+    conn = await connect(f"wss://localhost:{port}/", ssl_context=client_ctx, max_message_size=2**20)
+    try:
+        got = []
+        with pytest.raises(VenueClosed, match=r"connection lost \(TLS: "):
+            while True:
+                got.extend(await conn.receive_batch())
+        assert got == ["fine"]
+    finally:
+        await conn.aclose()

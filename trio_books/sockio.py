@@ -31,6 +31,7 @@ import trio
 from trio.lowlevel import checkpoint, notify_closing, wait_readable, wait_writable
 
 RECV_SIZE = 262144
+"""Bytes read from the socket at most per read (and decrypted at most per TLS read call)."""
 
 
 class SocketStream:
@@ -45,6 +46,7 @@ class SocketStream:
         self._eof = False
         self._broken = False
         self._closed = False
+        self._view = memoryview(bytearray(RECV_SIZE))  # one buffer for every read, not an allocation per read
 
     def _check(self) -> None:
         if self._closed:
@@ -52,12 +54,13 @@ class SocketStream:
         if self._broken:
             raise trio.BrokenResourceError("the connection broke earlier")
 
-    async def _recv(self) -> bytes:
-        """Wait until the socket is readable, then read what is there (``b""``: EOF)."""
+    async def _recv(self) -> memoryview:
+        """Wait until the socket is readable, then read what is there into the stream's
+        buffer (empty: EOF); valid until the next read."""
         while True:
             await wait_readable(self._sock)
             try:
-                return self._sock.recv(RECV_SIZE)
+                return self._view[: self._sock.recv_into(self._view)]
             except BlockingIOError:
                 continue  # woken without data (it happens): wait again
             except OSError as exc:
@@ -69,7 +72,7 @@ class SocketStream:
         record that read completed)."""
         self._check()
         if self._tls is None:
-            return await self._recv()
+            return bytes(await self._recv())
         while True:
             if self._eof:
                 return b""

@@ -85,7 +85,7 @@ class WsConnection:
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise VenueClosed(f"connection lost while sending ({type(exc).__name__})") from None
+                raise VenueClosed(f"connection lost while sending ({exc or type(exc).__name__})") from None
 
     async def receive_batch(self) -> list[str | bytes]:
         """Wait for data; return every complete message from that read (maybe several).
@@ -103,7 +103,7 @@ class WsConnection:
                 try:
                     data = await self._stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    raise VenueClosed(f"connection lost ({type(exc).__name__})") from None
+                    raise VenueClosed(f"connection lost ({exc or type(exc).__name__})") from None
                 if not data:
                     raise VenueClosed("connection closed by venue without a close frame")
                 buf += data
