@@ -267,3 +267,34 @@ async def test_bytes_that_are_not_tls_after_the_handshake_are_a_clear_venue_clos
         assert got == ["fine"]
     finally:
         await conn.aclose()
+
+
+@pytest.mark.parametrize("secure", [False, True])
+async def test_concurrent_senders_never_interleave(nursery, contexts, secure):
+    server_ctx, client_ctx = contexts
+    size = 3_000_000  # far past the socket buffers: both senders have to wait for the peer
+    received = bytearray()
+    done = trio.Event()
+
+    async def script(stream):
+        if secure:
+            await stream.do_handshake()
+        await trio.sleep(0.2)  # let both senders fill the buffers first
+        while len(received) < 2 * size:
+            received.extend(await stream.receive_some(1 << 16))
+        done.set()
+        await trio.sleep_forever()
+
+    if secure:
+        port = await _tls_server(nursery, server_ctx, script)
+    else:
+        listeners = await nursery.start(partial(trio.serve_tcp, script, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+    stream = await open_stream("localhost" if secure else "127.0.0.1", port, client_ctx if secure else None)
+    async with trio.open_nursery() as n:
+        n.start_soon(stream.send_all, b"a" * size)
+        n.start_soon(stream.send_all, b"b" * size)
+    with trio.fail_after(30):
+        await done.wait()
+    assert bytes(received) in (b"a" * size + b"b" * size, b"b" * size + b"a" * size)
+    await stream.aclose()

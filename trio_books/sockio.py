@@ -44,15 +44,18 @@ class SocketStream:
         self._in = incoming
         self._out = outgoing
         self._eof = False
-        self._broken = False
+        self._broken: str | None = None  # why the connection broke (the next call raises it)
         self._closed = False
         self._view = memoryview(bytearray(RECV_SIZE))  # one buffer for every read, not an allocation per read
+        # one sender at a time: bytes taken from the TLS layer go out whole and in order
+        # (the read path sends too, rarely: a TLS 1.3 key update's answer)
+        self._sending = trio.Lock()
 
     def _check(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the connection is closed")
-        if self._broken:
-            raise trio.BrokenResourceError("the connection broke earlier")
+        if self._broken is not None:
+            raise trio.BrokenResourceError(self._broken)
 
     async def _recv(self) -> memoryview:
         """Wait until the socket is readable, then read what is there into the stream's
@@ -64,8 +67,8 @@ class SocketStream:
             except BlockingIOError:
                 continue  # woken without data (it happens): wait again
             except OSError as exc:
-                self._broken = True
-                raise trio.BrokenResourceError(f"{type(exc).__name__}: {exc}") from None
+                self._broken = f"{type(exc).__name__}: {exc}"
+                raise trio.BrokenResourceError(self._broken) from None
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """The bytes of one socket read (``max_bytes`` is not a bound: TLS returns every
@@ -83,7 +86,8 @@ class SocketStream:
                 self._in.write_eof()  # type: ignore[union-attr]
             plain = self._decrypt()
             if self._out.pending:  # type: ignore[union-attr]
-                await self._flush()  # a TLS 1.3 key update's answer and the like
+                async with self._sending:
+                    await self._flush()  # a TLS 1.3 key update's answer and the like
             if plain:
                 return plain
             if not data:
@@ -101,23 +105,24 @@ class SocketStream:
             pass
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # close_notify, or an end without it
             self._eof = True
-        except ssl.SSLError as exc:
-            self._broken = True
-            raise trio.BrokenResourceError(f"TLS: {exc.reason or exc}") from None
+        except ssl.SSLError as exc:  # what was decrypted before it is still returned
+            self._broken = f"TLS: {exc.reason or exc}"
+            if not parts:
+                raise trio.BrokenResourceError(self._broken) from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._check()
-        await checkpoint()
-        if self._tls is None:
-            await self._send_raw(data)
-            return
-        try:
-            self._tls.write(data)
-        except ssl.SSLError as exc:
-            self._broken = True
-            raise trio.BrokenResourceError(f"TLS: {exc.reason or exc}") from None
-        await self._flush()
+        async with self._sending:  # (a checkpoint)
+            if self._tls is None:
+                await self._send_raw(data)
+                return
+            try:
+                self._tls.write(data)
+            except ssl.SSLError as exc:
+                self._broken = f"TLS: {exc.reason or exc}"
+                raise trio.BrokenResourceError(self._broken) from None
+            await self._flush()
 
     async def _flush(self) -> None:
         await self._send_raw(self._out.read())  # type: ignore[union-attr]
@@ -135,10 +140,11 @@ class SocketStream:
                 view = view[sent:]
             done = True
         except OSError as exc:
-            raise trio.BrokenResourceError(f"{type(exc).__name__}: {exc}") from None
+            self._broken = f"{type(exc).__name__}: {exc}"
+            raise trio.BrokenResourceError(self._broken) from None
         finally:
-            if not done:
-                self._broken = True  # part of a message (or a TLS record) went out: nothing can follow it
+            if not done and self._broken is None:  # cancelled: part of a message (or a TLS record) may have gone out
+                self._broken = "a send was cancelled half-way"
 
     async def handshake(self) -> None:
         """The TLS handshake (certificate and host name checked by the context)."""
