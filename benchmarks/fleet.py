@@ -67,12 +67,12 @@ def free_port() -> int:
 
 def start_fakes(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[str]]:
     procs, tables = [], []
-    for i, vid in enumerate(available()):
+    for i, vid in enumerate(args.venues):
         cmd = [sys.executable, "-m", "benchmarks.fleet_fakes", vid, "--symbols", str(args.symbols), "--seed", str(i + 1),
                "--min-rate", str(args.min_rate), "--max-rate", str(args.max_rate), "--max-seconds", str(args.max_seconds),
-               "--batch", str(args.batch)] + ([] if args.grid is None else ["--grid", str(args.grid)])
+               "--batch", str(args.batch), "--nice", str(args.fakes_nice)] + ([] if args.grid is None else ["--grid", str(args.grid)])
         procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
-    for vid, p in zip(available(), procs):
+    for vid, p in zip(args.venues, procs):
         line = p.stdout.readline()
         if not line:
             raise RuntimeError(f"the {vid} fake did not start")
@@ -82,19 +82,19 @@ def start_fakes(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[
 
 async def wait_live(url: str, books: int, timeout: float) -> float:
     started = trio.current_time()
-    live = 0
+    live, per_venue = 0, {}
     async with httpx.AsyncClient(timeout=30) as client:
         with trio.move_on_after(timeout):
             while True:
                 try:
-                    live = await live_books(client, url)
+                    live = await live_books(client, url, per_venue)
                 except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
                     pass  # not answering yet
                 if live >= books:
                     return trio.current_time() - started
                 await trio.sleep(0.5)
-    raise RuntimeError(f"{live} of {books} books live after {timeout:g} s (on a small machine the fakes, ~0.2 core "
-                       "each at 100 symbols, may be what falls behind: try --symbols 40)")
+    raise RuntimeError(f"{live} of {books} books live after {timeout:g} s ({per_venue}; on a small machine the fakes "
+                       "may be what falls behind: try --symbols 40)")
 
 
 async def fake_stats(fakes: list[subprocess.Popen]) -> list[dict]:
@@ -105,8 +105,11 @@ async def fake_stats(fakes: list[subprocess.Popen]) -> list[dict]:
     return [json.loads(await trio.to_thread.run_sync(p.stdout.readline)) for p in fakes]
 
 
-async def live_books(client: httpx.AsyncClient, url: str) -> int:
+async def live_books(client: httpx.AsyncClient, url: str, per_venue: dict | None = None) -> int:
     venues = (await client.get(f"{url}/venues")).json()["venues"]
+    for vid, v in venues.items():
+        if per_venue is not None:
+            per_venue[vid] = sum(1 for state in v["symbols"].values() if state == "live")
     return sum(1 for v in venues.values() for state in v["symbols"].values() if state == "live")
 
 
@@ -155,12 +158,12 @@ async def measure(args: argparse.Namespace, url: str, pid: int, fakes: list[subp
     return out
 
 
-def fakes_line(name: str, w: dict, n_books: int, grid: float | None) -> str:
+def fakes_line(name: str, w: dict, n_books: int, venues: list[str], grid: float | None) -> str:
     """The fakes' side of a window: their CPU, how late their ticks were written, and
     whether they kept up (every book live at the end and every venue's tick lag p99
     under its grid, 10 ms when each event is written as it falls due)."""
-    worst = max(zip(available(), w["drivers"]), key=lambda vd: (vd[1]["lag_p99"] or 0) / _grid(vd[0], grid))
-    behind = w["live"] < n_books or any((d["lag_p99"] or 0) >= _grid(v, grid) for v, d in zip(available(), w["drivers"]))
+    worst = max(zip(venues, w["drivers"]), key=lambda vd: (vd[1]["lag_p99"] or 0) / _grid(vd[0], grid))
+    behind = w["live"] < n_books or any((d["lag_p99"] or 0) >= _grid(v, grid) for v, d in zip(venues, w["drivers"]))
     wait = max(d["wait_p99"] or 0 for d in w["drivers"])
     return (f"Fakes ({name}): {sum(w['fakes_cpu']):.2f} cores (busiest venue {max(w['fakes_cpu']):.0%}); "
             f"{sum(d['events'] for d in w['drivers']):,} events; tick lag p99 {(worst[1]['lag_p99'] or 0) * 1e3:.1f} ms "
@@ -183,12 +186,12 @@ def report(args: argparse.Namespace, res: dict, n_books: int) -> str:
               "events on a fixed grid (" + ("every 100 ms for the Binance family, 10 ms for the others" if args.grid is None
                                            else f"every {args.grid * 1e3:g} ms") + f"), at most {args.batch} per write")
     lines = [
-        f"Fleet: {len(available())} venues × {args.symbols} symbols = {n_books} books, {args.min_rate:g}–{args.max_rate:g} "
+        f"Fleet: {len(args.venues)} venues × {args.symbols} symbols = {n_books} books, {args.min_rate:g}–{args.max_rate:g} "
         f"events/s per symbol plus bursts; {int(f['connections'])} connections; all live {res['startup_s']:.1f} s after start.",
-        f"Fakes: {pacing}. Machine load average at the end: {res['load']}.",
+        f"Fakes: {pacing}; nice {args.fakes_nice}. Machine load average at the end: {res['load']}.",
         "",
-        fakes_line("feeds", f, n_books, args.grid),
-        fakes_line("feeds + readers", r, n_books, args.grid),
+        fakes_line("feeds", f, n_books, args.venues, args.grid),
+        fakes_line("feeds + readers", r, n_books, args.venues, args.grid),
         "",
         "| window | frames/s | service CPU (one core) | RSS | exchange → applied p50 / p99 / p999 |",
         "|---|---:|---:|---:|---|",
@@ -227,22 +230,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="the fakes' tick in seconds (default 0.1 for the Binance family, 0.01 for the others; 0: each event "
                         "written when due, as before)")
     p.add_argument("--batch", type=int, default=8, help="most events per write of a fake's tick (default 8)")
+    p.add_argument("--fakes-nice", type=int, default=5,
+                   help="the fakes' nice value (default 5: on a full machine the service gets the CPU first and the "
+                        "fakes fall behind, which the report shows)")
     p.add_argument("--json", help="write the measurements to this file")
+    p.add_argument("--venues", default=",".join(available()), help="comma-separated venue ids (default: all nine)")
     args = p.parse_args(argv)
+    args.venues = [v for v in args.venues.split(",") if v]
+    if not args.venues or set(args.venues) - set(available()):
+        p.error(f"--venues: ids among {', '.join(available())}")
     args.max_seconds = args.startup_timeout + args.settle + 2 * args.window + args.idle_window + 60
     workdir = tempfile.mkdtemp(prefix="trio-books-fleet-")
     t_start = time.monotonic()
     fakes: list[subprocess.Popen] = []
     service = None
     try:
-        log(f"starting {len(available())} fake venues × {args.symbols} symbols …")
+        log(f"starting {len(args.venues)} fake venues × {args.symbols} symbols …")
         fakes, tables = start_fakes(args)
         port = free_port()
         url = f"http://{HOST}:{port}"
         config = os.path.join(workdir, "config.toml")
         with open(config, "w") as fh:
             fh.write(f'[service]\nhttp = "{HOST}:{port}"\nlog_level = "WARNING"\n\n' + "\n".join(tables))
-        books = [(vid, s) for vid in available() for s in _symbols(tables[available().index(vid)])]
+        books = [(vid, s) for vid, table in zip(args.venues, tables) for s in _symbols(table)]
         errlog = open(os.path.join(workdir, "service.log"), "wb")
         service = subprocess.Popen([sys.executable, "-m", "trio_books", "run", "--config", config],
                                    stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import random
 import sys
 
@@ -170,7 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", type=float, default=None,
                    help="seconds between ticks (default 0.1 for the Binance family, 0.01 otherwise; 0: per event)")
     p.add_argument("--batch", type=int, default=8, help="most events per write of a tick (default 8)")
+    p.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
     args = p.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     try:
         trio.run(main_async, args)
     except KeyboardInterrupt:
