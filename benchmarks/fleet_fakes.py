@@ -6,9 +6,10 @@ Prints one JSON line once it listens: ``{"config": "<its [venues.ID] table>"}``.
 Drives the stream itself (the fake's own ticker is off): every symbol has its
 own rate, drawn between ``--min-rate`` and ``--max-rate`` events/s, and every
 ``--burst-every`` seconds a tenth of the symbols send ``--burst`` events at once.
-Reads commands on stdin, one per line: ``pause`` (only heartbeats from then
-on), ``resume``; stops when stdin closes or after ``--max-seconds``. Listens on
-127.0.0.1 only.
+Events go out on a ``--grid`` of ticks (see :class:`Driver`). Reads commands on
+stdin, one per line: ``pause`` (only heartbeats from then on), ``resume``,
+``stats`` (prints one JSON line: :meth:`Driver.stats`); stops when stdin closes
+or after ``--max-seconds``. Listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ class Driver:
     """Paces the events of every symbol (one heap of due times, one task).
 
     With ``grid`` > 0 it wakes on a fixed grid: each tick sends every event due
-    by then (a symbol whose rate exceeds the grid's gets several), in one
-    :meth:`~trio_books.testing.FakeVenue.corked` block, so each connection gets
-    one write per tick. ``grid`` 0: a wake-up and a write per event as it falls due.
-    ``lags`` holds, per tick, how long after the tick its frames were written."""
+    by then (a symbol whose rate exceeds the grid's gets several), ``batch`` events
+    per :meth:`~trio_books.testing.FakeVenue.corked` block, so each connection gets
+    one write per batch (more events per write would make the first ones wait longer
+    between their timestamp and the wire). ``grid`` 0: a wake-up and a write per
+    event as it falls due. ``lags`` holds, per tick, how long after the tick its
+    last frames were written; ``waits``, per event, how long its frames waited."""
 
     def __init__(self, fake, rng: random.Random, min_rate: float, max_rate: float, burst: int, burst_every: float,
                  grid: float = 0.0, batch: int = 8) -> None:
