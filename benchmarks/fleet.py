@@ -34,6 +34,7 @@ import time
 import httpx
 import trio
 
+from benchmarks.fleet_fakes import default_grid
 from benchmarks.fleet_read import Readers, latency_counts, percentile, scrape
 from trio_books.venues import available
 
@@ -66,11 +67,12 @@ def free_port() -> int:
 
 def start_fakes(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[str]]:
     procs, tables = [], []
-    for i, vid in enumerate(available()):
+    for i, vid in enumerate(args.venues):
         cmd = [sys.executable, "-m", "benchmarks.fleet_fakes", vid, "--symbols", str(args.symbols), "--seed", str(i + 1),
-               "--min-rate", str(args.min_rate), "--max-rate", str(args.max_rate), "--max-seconds", str(args.max_seconds)]
+               "--min-rate", str(args.min_rate), "--max-rate", str(args.max_rate), "--max-seconds", str(args.max_seconds),
+               "--batch", str(args.batch), "--nice", str(args.fakes_nice)] + ([] if args.grid is None else ["--grid", str(args.grid)])
         procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
-    for vid, p in zip(available(), procs):
+    for vid, p in zip(args.venues, procs):
         line = p.stdout.readline()
         if not line:
             raise RuntimeError(f"the {vid} fake did not start")
@@ -80,31 +82,52 @@ def start_fakes(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[
 
 async def wait_live(url: str, books: int, timeout: float) -> float:
     started = trio.current_time()
-    live = 0
+    live, per_venue = 0, {}
     async with httpx.AsyncClient(timeout=30) as client:
         with trio.move_on_after(timeout):
             while True:
                 try:
-                    venues = (await client.get(f"{url}/venues")).json()["venues"]
-                    live = sum(1 for v in venues.values() for state in v["symbols"].values() if state == "live")
+                    live = await live_books(client, url, per_venue)
                 except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
                     pass  # not answering yet
                 if live >= books:
                     return trio.current_time() - started
                 await trio.sleep(0.5)
-    raise RuntimeError(f"{live} of {books} books live after {timeout:g} s (on a small machine the fakes, ~0.2 core "
-                       "each at 100 symbols, may be what falls behind: try --symbols 40)")
+    raise RuntimeError(f"{live} of {books} books live after {timeout:g} s ({per_venue}; on a small machine the fakes "
+                       "may be what falls behind: try --symbols 40)")
 
 
-async def window(url: str, pid: int, seconds: float) -> dict:
+async def fake_stats(fakes: list[subprocess.Popen]) -> list[dict]:
+    """Each fake's driver statistics since the last call (see fleet_fakes.Driver.stats)."""
+    for p in fakes:
+        p.stdin.write(b"stats\n")
+        p.stdin.flush()
+    return [json.loads(await trio.to_thread.run_sync(p.stdout.readline)) for p in fakes]
+
+
+async def live_books(client: httpx.AsyncClient, url: str, per_venue: dict | None = None) -> int:
+    venues = (await client.get(f"{url}/venues")).json()["venues"]
+    for vid, v in venues.items():
+        if per_venue is not None:
+            per_venue[vid] = sum(1 for state in v["symbols"].values() if state == "live")
+    return sum(1 for v in venues.values() for state in v["symbols"].values() if state == "live")
+
+
+async def window(url: str, pid: int, seconds: float, fakes: list[subprocess.Popen]) -> dict:
     async with httpx.AsyncClient(timeout=30) as client:
+        await fake_stats(fakes)
         m0, c0, t0 = scrape(await client.get(f"{url}/metrics")), proc_cpu(pid), time.monotonic()
+        f0 = [proc_cpu(p.pid) for p in fakes]
         await trio.sleep(seconds)
         c1, t1 = proc_cpu(pid), time.monotonic()  # before the scrape: rendering /metrics is not the window's
+        f1 = [proc_cpu(p.pid) for p in fakes]
+        drivers = await fake_stats(fakes)
         m1 = scrape(await client.get(f"{url}/metrics"))
+        live = await live_books(client, url)
     bounds, counts = latency_counts(m0, m1)
     frames = m1.get("trio_books_frames_total", 0) - m0.get("trio_books_frames_total", 0)
-    return {"cpu": (c1 - c0) / (t1 - t0), "rss_mb": proc_rss_mb(pid), "frames_per_s": frames / (t1 - t0),
+    return {"cpu": (c1 - c0) / (t1 - t0), "fakes_cpu": [(b - a) / (t1 - t0) for a, b in zip(f0, f1)],
+            "drivers": drivers, "live": live, "rss_mb": proc_rss_mb(pid), "frames_per_s": frames / (t1 - t0),
             "events": sum(counts), "connections": m1.get("trio_books_connected", 0),
             "p50": percentile(bounds, counts, 0.5), "p99": percentile(bounds, counts, 0.99),
             "p999": percentile(bounds, counts, 0.999)}
@@ -117,12 +140,12 @@ async def measure(args: argparse.Namespace, url: str, pid: int, fakes: list[subp
     log(f"all live after {out['startup_s']:.1f} s; settling {args.settle:g} s")
     await trio.sleep(args.settle)
     log(f"window: feeds only ({args.window:g} s)")
-    out["feeds"] = await window(url, pid, args.window)
+    out["feeds"] = await window(url, pid, args.window, fakes)
     log(f"window: feeds + {args.http_rate:g} HTTP reads/s + {args.ws_clients} /ws clients ({args.window:g} s)")
     readers = Readers(url, books, args.http_rate, args.ws_clients, args.ws_books, random.Random(5))
     async with trio.open_nursery() as nursery:
         await nursery.start(readers.run)
-        out["readers"] = await window(url, pid, args.window)
+        out["readers"] = await window(url, pid, args.window, fakes)
         nursery.cancel_scope.cancel()
     out["readers"].update(readers.summary(args.window))
     log(f"window: idle, heartbeats only ({args.idle_window:g} s)")
@@ -130,8 +153,26 @@ async def measure(args: argparse.Namespace, url: str, pid: int, fakes: list[subp
         p.stdin.write(b"pause\n")
         p.stdin.flush()
     await trio.sleep(2.0)
-    out["idle"] = await window(url, pid, args.idle_window)
+    out["idle"] = await window(url, pid, args.idle_window, fakes)
+    out["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return out
+
+
+def fakes_line(name: str, w: dict, n_books: int, venues: list[str], grid: float | None) -> str:
+    """The fakes' side of a window: their CPU, how late their ticks were written, and
+    whether they kept up (every book live at the end and every venue's tick lag p99
+    under its grid, 10 ms when each event is written as it falls due)."""
+    worst = max(zip(venues, w["drivers"]), key=lambda vd: (vd[1]["lag_p99"] or 0) / _grid(vd[0], grid))
+    behind = w["live"] < n_books or any((d["lag_p99"] or 0) >= _grid(v, grid) for v, d in zip(venues, w["drivers"]))
+    wait = max(d["wait_p99"] or 0 for d in w["drivers"])
+    return (f"Fakes ({name}): {sum(w['fakes_cpu']):.2f} cores (busiest venue {max(w['fakes_cpu']):.0%}); "
+            f"{sum(d['events'] for d in w['drivers']):,} events; tick lag p99 {(worst[1]['lag_p99'] or 0) * 1e3:.1f} ms "
+            f"({worst[0]}, the worst against its grid); frames' wait for their write p99 ≤ {wait * 1e3:.2f} ms; "
+            f"books live at the end {w['live']}/{n_books}; fell behind: {'YES' if behind else 'no'}")
+
+
+def _grid(venue_id: str, grid: float | None) -> float:
+    return default_grid(venue_id) if grid is None else (grid or 0.01)
 
 
 def report(args: argparse.Namespace, res: dict, n_books: int) -> str:
@@ -141,9 +182,16 @@ def report(args: argparse.Namespace, res: dict, n_books: int) -> str:
 
     f, r, i = res["feeds"], res["readers"], res["idle"]
     conns = int(i["connections"]) or 1
+    pacing = ("each event written when due" if args.grid == 0 else
+              "events on a fixed grid (" + ("every 100 ms for the Binance family, 10 ms for the others" if args.grid is None
+                                           else f"every {args.grid * 1e3:g} ms") + f"), at most {args.batch} per write")
     lines = [
-        f"Fleet: {len(available())} venues × {args.symbols} symbols = {n_books} books, {args.min_rate:g}–{args.max_rate:g} "
+        f"Fleet: {len(args.venues)} venues × {args.symbols} symbols = {n_books} books, {args.min_rate:g}–{args.max_rate:g} "
         f"events/s per symbol plus bursts; {int(f['connections'])} connections; all live {res['startup_s']:.1f} s after start.",
+        f"Fakes: {pacing}; nice {args.fakes_nice}. Machine load average at the end: {res['load']}.",
+        "",
+        fakes_line("feeds", f, n_books, args.venues, args.grid),
+        fakes_line("feeds + readers", r, n_books, args.venues, args.grid),
         "",
         "| window | frames/s | service CPU (one core) | RSS | exchange → applied p50 / p99 / p999 |",
         "|---|---:|---:|---:|---|",
@@ -178,22 +226,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ws-clients", type=int, default=8)
     p.add_argument("--ws-books", type=int, default=10, help="books each /ws client subscribes to")
     p.add_argument("--startup-timeout", type=float, default=60.0)
+    p.add_argument("--grid", type=float, default=None,
+                   help="the fakes' tick in seconds (default 0.1 for the Binance family, 0.01 for the others; 0: each event "
+                        "written when due, as before)")
+    p.add_argument("--batch", type=int, default=8, help="most events per write of a fake's tick (default 8)")
+    p.add_argument("--fakes-nice", type=int, default=5,
+                   help="the fakes' nice value (default 5: on a full machine the service gets the CPU first and the "
+                        "fakes fall behind, which the report shows)")
     p.add_argument("--json", help="write the measurements to this file")
+    p.add_argument("--venues", default=",".join(available()), help="comma-separated venue ids (default: all nine)")
     args = p.parse_args(argv)
+    args.venues = [v for v in args.venues.split(",") if v]
+    if not args.venues or set(args.venues) - set(available()):
+        p.error(f"--venues: ids among {', '.join(available())}")
     args.max_seconds = args.startup_timeout + args.settle + 2 * args.window + args.idle_window + 60
     workdir = tempfile.mkdtemp(prefix="trio-books-fleet-")
     t_start = time.monotonic()
     fakes: list[subprocess.Popen] = []
     service = None
     try:
-        log(f"starting {len(available())} fake venues × {args.symbols} symbols …")
+        log(f"starting {len(args.venues)} fake venues × {args.symbols} symbols …")
         fakes, tables = start_fakes(args)
         port = free_port()
         url = f"http://{HOST}:{port}"
         config = os.path.join(workdir, "config.toml")
         with open(config, "w") as fh:
             fh.write(f'[service]\nhttp = "{HOST}:{port}"\nlog_level = "WARNING"\n\n' + "\n".join(tables))
-        books = [(vid, s) for vid in available() for s in _symbols(tables[available().index(vid)])]
+        books = [(vid, s) for vid, table in zip(args.venues, tables) for s in _symbols(table)]
         errlog = open(os.path.join(workdir, "service.log"), "wb")
         service = subprocess.Popen([sys.executable, "-m", "trio_books", "run", "--config", config],
                                    stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog)

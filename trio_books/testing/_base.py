@@ -11,7 +11,8 @@ protocol in :meth:`FakeVenue.handle` (subscribe, pings), :meth:`FakeVenue.encode
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -22,15 +23,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from trio_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-    WebSocketRequest,
-    serve_websocket,
-)
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from ..book import OrderBook
 from ..model import Level
+from ._client import FakeClient
 
 HOST = "127.0.0.1"
 
@@ -52,45 +49,6 @@ class _Skips(set):
         if symbol not in self:
             raise KeyError(symbol)
         self.discard(symbol)
-
-
-class FakeClient:
-    """One accepted WebSocket connection of a fake venue."""
-
-    def __init__(self, venue: "FakeVenue", ws: WebSocketConnection, path: str) -> None:
-        self.venue = venue
-        self.ws = ws
-        self.path = path
-        self.symbols: set[str] = set()
-        self.silent = False
-        self.closed = False
-        self.received: list[str | bytes] = []
-        self.state: dict[str, Any] = {}  # per-connection protocol state of the subclass
-
-    async def send(self, frame: str | bytes) -> None:
-        """Send one frame, unless this connection was silenced; a pending
-        'malformed' fault replaces the frame with a truncated one."""
-        if self.silent or self.closed:
-            return
-        if self.venue._malformed_pending:
-            self.venue._malformed_pending = False
-            frame = frame[: max(1, len(frame) // 2)]
-        elif self.venue._duplicate_pending:
-            self.venue._duplicate_pending = False
-            try:
-                await self.ws.send_message(frame)
-            except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-                self.closed = True
-                return
-        try:
-            await self.ws.send_message(frame)
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-            self.closed = True
-
-    async def receive(self) -> str | bytes:
-        msg = await self.ws.get_message()
-        self.received.append(msg)
-        return msg
 
 
 class FakeVenue:
@@ -141,6 +99,7 @@ class FakeVenue:
         self.ws_port: int | None = None
         self.rest_port: int | None = None
         self.paused = False
+        self._corked: dict[FakeClient, list[bytes]] | None = None  # see corked()
         # fault state
         self._malformed_pending = False
         self._duplicate_pending = False
@@ -307,6 +266,23 @@ class FakeVenue:
         self._rest_failures.extend([(status, retry_after)] * count)
 
     # --- driving the stream ---------------------------------------------------------------
+    @asynccontextmanager
+    async def corked(self) -> AsyncIterator[None]:
+        """Every frame sent to any connection inside the block goes out at its end,
+        one write per connection: the same bytes in the same order, fewer writes
+        (for load generators; a connection closed meanwhile gets nothing more)."""
+        if self._corked is not None:  # nested: the outer block writes
+            yield
+            return
+        self._corked = {}
+        try:
+            yield
+            pending = self._corked
+        finally:
+            self._corked = None
+        for client, chunks in pending.items():
+            await client._flush(chunks)
+
     async def burst(self, n: int = 1, symbols: Iterable[str] | None = None) -> None:
         """Emit ``n`` update events per symbol right now."""
         for _ in range(n):
