@@ -10,10 +10,18 @@ response is out, so pipelining is bounded by the socket buffers.
 (each connection closes after its current response; ``/ws`` clients get close
 1001) and cancels whatever is left when the grace is over.
 
-At most ``max_active`` requests are handled at once (the rest wait their turn,
-so one scheduler round never holds more than that many readers' work and the
-feeds keep their pace); when ``max_waiting`` more are already queued, a request
-is refused at once with 503 and ``Retry-After``.
+The hot read skips h11 and ASGI: when the app has a synchronous
+``app.fast(target, headers)`` (the complete response to a plain GET, or None),
+a plain keep-alive GET (:mod:`.http1`) it answers is read, answered and sent in
+the connection task's one step (one wait for the socket, one ``recv``, one
+``send``); every other request, and any byte h11 must judge, goes through h11
+and the app. Such an answer holds no slot below: it never spans a scheduler
+pass, and a connection answers at most one request per step.
+
+At most ``max_active`` app requests are handled at once (the rest wait their
+turn, so one scheduler round never holds more than that many readers' work and
+the feeds keep their pace); when ``max_waiting`` more are already queued, a
+request is refused at once with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -27,70 +35,16 @@ import h11
 import trio
 
 from ..log import RateLimiter, named
+from .http1 import head_end, plain_get
+from .peer import Gone, Peer
 from .wsconn import is_websocket, serve_websocket
 
 KEEP_ALIVE = 5.0
 """An HTTP connection idle (or sending one request) for this long is closed."""
 MAX_HEADERS = 16 * 1024
 MAX_BODY = 64 * 1024
-RECV = 16 * 1024
 PHRASES = {int(code): code.phrase.encode() for code in HTTPStatus}
 BUSY = (b'{"error":"too many requests in progress, retry shortly"}', [(b"retry-after", b"1")])
-
-
-class Gone(Exception):
-    """The peer closed, reset, or did not read within the send timeout."""
-
-
-class Peer:
-    """One accepted socket: sends bounded by ``timeout``; after a failed or
-    timed-out send the socket is closed and every later send raises :class:`Gone`."""
-
-    def __init__(self, stream: trio.SocketStream, timeout: float) -> None:
-        self.stream = stream
-        self.timeout = timeout
-        self.gone = False
-        # the connection's one cancel scope: its deadline is the keep-alive while a request is
-        # awaited, the send timeout while a send is under way, and none otherwise
-        self.scope = trio.CancelScope()
-        self.lock: trio.Lock | None = None  # set when more than one task sends (a WebSocket)
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            self.client: tuple[str, int] | None = (host, port)
-            self.server: tuple[str, int] | None = stream.socket.getsockname()[:2]
-        except OSError:
-            self.client = self.server = None
-
-    async def send(self, data: bytes) -> None:
-        if self.gone:
-            raise Gone
-        if self.lock is None:
-            await self._send(data)
-        else:
-            async with self.lock:
-                await self._send(data)
-
-    async def _send(self, data: bytes) -> None:
-        ok = False
-        self.scope.deadline = trio.current_time() + self.timeout  # past it, the whole connection is cut
-        try:
-            await self.stream.send_all(data)
-            ok = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise Gone from None
-        finally:
-            self.scope.deadline = math.inf
-            if not ok:  # a send cut short leaves a half-written frame: the connection is over
-                self.gone = True
-                await trio.aclose_forcefully(self.stream)
-
-    async def receive(self) -> bytes:
-        if self.gone:
-            return b""
-        try:
-            return await self.stream.receive_some(RECV)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return b""
 
 
 class HttpServer:
@@ -108,7 +62,8 @@ class HttpServer:
         self._active = trio.Semaphore(max_active)
         self._max_waiting = max_waiting
         self._waiting = 0
-        self._idle: set[Peer] = set()  # connections waiting for a next request
+        self._peers: set[Peer] = set()
+        self._fast = getattr(app, "fast", None)
         self._ws_closing: set[trio.Event] = set()
         self._none_open = trio.Event()
         self._none_open.set()
@@ -158,8 +113,9 @@ class HttpServer:
         if self._scope is None:
             return
         self._accepting.cancel()
-        for peer in list(self._idle):
-            peer.scope.cancel()
+        for peer in list(self._peers):
+            if peer.idle:  # waiting for a next request
+                peer.scope.cancel()
         for closing in list(self._ws_closing):
             closing.set()
         with trio.move_on_after(grace):
@@ -171,6 +127,7 @@ class HttpServer:
         if self.connections == 0:
             self._none_open = trio.Event()
         self.connections += 1
+        self._peers.add(peer)
         try:
             with peer.scope:  # cancelled: idle too long, a send timed out, or shutdown
                 await self._http(peer)
@@ -181,45 +138,82 @@ class HttpServer:
             if self._errors.check((type(exc).__name__, str(exc)[:200])) is not None:
                 named("http").opt(exception=exc).error("connection failed: {}: {}", type(exc).__name__, str(exc)[:200])
         finally:
+            self._peers.discard(peer)
             self.connections -= 1
             if self.connections == 0:
                 self._none_open.set()
-            await trio.aclose_forcefully(stream)
+            peer.close()
 
     async def _http(self, peer: Peer) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        """Requests one after another: a plain GET the app answers at once (``app.fast``)
+        is read and answered here, in one step; every other request goes through h11."""
+        buf, eof = b"", False
         while not self.closing:
             peer.scope.deadline = trio.current_time() + KEEP_ALIVE  # for the request's head and body
-            self._idle.add(peer)
-            try:
-                event = await self._next_event(conn, peer)
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
-                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await self._respond(conn, peer, status, b'{"error":"bad request"}', [], close=True)
-                return
-            finally:
-                self._idle.discard(peer)
-            if not isinstance(event, h11.Request):
-                return  # the peer closed
-            body = await self._body(conn, peer)
-            peer.scope.deadline = math.inf
-            if body is None:
-                await self._respond(conn, peer, 413, b'{"error":"request body too large"}', [], close=True)
-                return
-            scope = self._scope_of(event, peer)
-            if scope["type"] == "websocket":
-                closing = trio.Event()
-                self._ws_closing.add(closing)
+            end = head_end(buf)
+            if end == 0:
+                peer.idle = True
                 try:
-                    await serve_websocket(self.app, scope, event, conn, peer, closing, self.ws_max_message)
+                    while end == 0 and not eof:
+                        data = await peer.receive()
+                        eof = not data
+                        buf += data
+                        end = head_end(buf)
                 finally:
-                    self._ws_closing.discard(closing)
+                    peer.idle = False
+                if end == 0 and not buf:
+                    return  # the peer closed between requests
+            else:
+                await trio.lowlevel.checkpoint()  # a pipelined request: still one request per step
+            if end > 0 and self._fast is not None and not self.closing:
+                plain = plain_get(buf[:end - 4])
+                response = self._fast(plain[0], plain[1]) if plain is not None else None
+                if response is not None:
+                    buf = buf[end:]
+                    await peer.send(response)
+                    continue
+            rest = await self._h11_request(peer, buf, eof)
+            if rest is None:
                 return
-            await self._request(conn, peer, scope, body)
-            if peer.gone or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            conn.start_next_cycle()
+            buf, eof = rest
+
+    async def _h11_request(self, peer: Peer, buf: bytes, eof: bool) -> tuple[bytes, bool] | None:
+        """One request read by h11 from ``buf`` and the socket, handled; the bytes
+        after it (and whether the peer closed) when the connection goes on."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        conn.receive_data(buf)
+        if eof:
+            conn.receive_data(b"")
+        peer.idle = True
+        try:
+            event = await self._next_event(conn, peer)
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await self._respond(conn, peer, status, b'{"error":"bad request"}', [], close=True)
+            return None
+        finally:
+            peer.idle = False
+        if not isinstance(event, h11.Request):
+            return None  # the peer closed
+        body = await self._body(conn, peer)
+        peer.scope.deadline = math.inf
+        if body is None:
+            await self._respond(conn, peer, 413, b'{"error":"request body too large"}', [], close=True)
+            return None
+        scope = self._scope_of(event, peer)
+        if scope["type"] == "websocket":
+            closing = trio.Event()
+            self._ws_closing.add(closing)
+            try:
+                await serve_websocket(self.app, scope, event, conn, peer, closing, self.ws_max_message)
+            finally:
+                self._ws_closing.discard(closing)
+            return None
+        await self._request(conn, peer, scope, body)
+        if peer.gone or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return None
+        return conn.trailing_data
 
     async def _next_event(self, conn: h11.Connection, peer: Peer) -> Any:
         while True:
