@@ -3,6 +3,8 @@ the cached response, everything else through h11 and the app, with the same byte
 
 from __future__ import annotations
 
+import socket
+
 import h11
 import pytest
 import trio
@@ -12,7 +14,7 @@ from trio_books.config import ServiceConfig
 from trio_books.serve.app import build_app
 from trio_books.serve.http1 import MAX_HEAD, head_end, plain_get
 from trio_books.serve.metrics import ClientCounts
-from trio_books.serve.server import KEEP_ALIVE, HttpServer
+from trio_books.serve.server import BUSY, BUSY_RESPONSE, KEEP_ALIVE, HttpServer
 from trio_books.serve.stream import SEND_TIMEOUT
 
 from .test_serve_server import SYMBOL, VENUE, big_store
@@ -219,4 +221,39 @@ async def test_an_idle_keep_alive_connection_and_a_slow_head_are_closed(autojump
         assert KEEP_ALIVE <= trio.current_time() - began
         with trio.fail_after(1):
             await server.wait_closed()
+        nursery.cancel_scope.cancel()
+
+
+def test_the_shed_answer_is_what_h11_writes_for_the_same_503():
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(PLAIN)
+    conn.next_event()
+    body, extra = BUSY
+    data = conn.send(h11.Response(status_code=503, reason=b"Service Unavailable", headers=[
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]))
+    assert data + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()) == BUSY_RESPONSE
+
+
+async def test_fast_answers_are_bounded_per_scheduler_round_and_shed_past_the_waiting_bound():
+    store, _ = big_store()
+    clients = ClientCounts()
+    server = HttpServer(build_app(store, clients), max_active=1, max_waiting=1)
+    async with trio.open_nursery() as nursery:
+        port = int((await nursery.start(server.serve, "127.0.0.1", 0))[0].rsplit(":", 1)[1])
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.connections == 3
+        for sock in socks:  # all three readable at the server's next I/O wait
+            sock.sendall(PLAIN)
+        answers = []
+        for sock in socks:
+            sock.setblocking(False)
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            with trio.fail_after(10):
+                [(status, headers, _)], _ = await read_responses(stream, 1)
+            answers.append((status, headers.get(b"retry-after")))
+            await stream.aclose()
+        # one answered in that round, one waited for the next, one refused at once
+        assert sorted(answers, key=str) == [(200, None), (200, None), (503, b"1")]
+        assert server.shed == 1 and clients.http_requests == 2
         nursery.cancel_scope.cancel()

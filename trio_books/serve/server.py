@@ -15,13 +15,14 @@ The hot read skips h11 and ASGI: when the app has a synchronous
 a plain keep-alive GET (:mod:`.http1`) it answers is read, answered and sent in
 the connection task's one step (one wait for the socket, one ``recv``, one
 ``send``); every other request, and any byte h11 must judge, goes through h11
-and the app. Such an answer holds no slot below: it never spans a scheduler
-pass, and a connection answers at most one request per step.
+and the app.
 
-At most ``max_active`` app requests are handled at once (the rest wait their
-turn, so one scheduler round never holds more than that many readers' work and
-the feeds keep their pace); when ``max_waiting`` more are already queued, a
-request is refused at once with 503 and ``Retry-After``.
+Readers never crowd out the feeds: at most ``max_active`` app requests are
+handled at once, and at most ``max_active`` fast answers are given per scheduler
+round (a Trio instrument renews that budget before each I/O wait); the rest wait
+their turn, so a round never holds more than that many readers' work and the
+feeds keep their pace. When ``max_waiting`` requests already wait, another is
+refused at once with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ MAX_HEADERS = 16 * 1024
 MAX_BODY = 64 * 1024
 PHRASES = {int(code): code.phrase.encode() for code in HTTPStatus}
 BUSY = (b'{"error":"too many requests in progress, retry shortly"}', [(b"retry-after", b"1")])
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                 b"retry-after: 1\r\n\r\n%b" % (len(BUSY[0]), BUSY[0]))
+
+
+class _Rounds(trio.abc.Instrument):
+    """Gives the server its fast answers' budget anew at each scheduler round."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.server._round_left = self.server.max_active
 
 
 class HttpServer:
@@ -59,7 +72,9 @@ class HttpServer:
         self.closing = False
         self.connections = 0
         self.shed = 0  # requests refused with 503 (busy)
+        self.max_active = max_active
         self._active = trio.Semaphore(max_active)
+        self._round_left = max_active  # fast answers left in this scheduler round
         self._max_waiting = max_waiting
         self._waiting = 0
         self._peers: set[Peer] = set()
@@ -76,12 +91,17 @@ class HttpServer:
         for listener in listeners:
             addr = listener.socket.getsockname()
             urls.append(f"http://[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"http://{addr[0]}:{addr[1]}")
-        async with trio.open_nursery() as nursery:
-            self._scope = nursery.cancel_scope
-            accepting = trio.CancelScope()
-            self._accepting = accepting
-            nursery.start_soon(self._accept_all, listeners, nursery, accepting)
-            task_status.started(urls)
+        rounds = _Rounds(self)
+        trio.lowlevel.add_instrument(rounds)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                accepting = trio.CancelScope()
+                self._accepting = accepting
+                nursery.start_soon(self._accept_all, listeners, nursery, accepting)
+                task_status.started(urls)
+        finally:
+            trio.lowlevel.remove_instrument(rounds)
 
     async def _accept_all(self, listeners: list[trio.SocketListener], nursery: trio.Nursery, scope: trio.CancelScope) -> None:
         with scope:
@@ -167,6 +187,11 @@ class HttpServer:
                 await trio.lowlevel.checkpoint()  # a pipelined request: still one request per step
             if end > 0 and self._fast is not None and not self.closing:
                 plain = plain_get(buf[:end - 4])
+                if plain is not None and not await self._fast_turn():
+                    buf = buf[end:]
+                    self.shed += 1
+                    await peer.send(BUSY_RESPONSE)
+                    continue
                 response = self._fast(plain[0], plain[1]) if plain is not None else None
                 if response is not None:
                     buf = buf[end:]
@@ -176,6 +201,22 @@ class HttpServer:
             if rest is None:
                 return
             buf, eof = rest
+
+    async def _fast_turn(self) -> bool:
+        """Wait for a place among this scheduler round's fast answers (False: shed, too many wait)."""
+        if self._round_left > 0:
+            self._round_left -= 1
+            return True
+        if self._waiting >= self._max_waiting:
+            return False
+        self._waiting += 1
+        try:
+            while self._round_left <= 0:
+                await trio.lowlevel.checkpoint()  # next round
+        finally:
+            self._waiting -= 1
+        self._round_left -= 1
+        return True
 
     async def _h11_request(self, peer: Peer, buf: bytes, eof: bool) -> tuple[bytes, bool] | None:
         """One request read by h11 from ``buf`` and the socket, handled; the bytes
