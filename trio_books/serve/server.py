@@ -51,13 +51,19 @@ BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application
 
 
 class _Rounds(trio.abc.Instrument):
-    """Gives the server its fast answers' budget anew at each scheduler round."""
+    """Renews the server's fast answers' budget at each scheduler round (after
+    the I/O wait, before the round's tasks run): the requests waiting for a turn
+    first, in their order, then whoever comes."""
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
 
-    def before_io_wait(self, timeout: float) -> None:
-        self.server._round_left = self.server.max_active
+    def after_io_wait(self, timeout: float) -> None:
+        server = self.server
+        left = server.max_active
+        if server._turns:
+            left -= len(server._turns.unpark(count=left))  # they run in this round
+        server._round_left = left
 
 
 class HttpServer:
@@ -75,6 +81,8 @@ class HttpServer:
         self.max_active = max_active
         self._active = trio.Semaphore(max_active)
         self._round_left = max_active  # fast answers left in this scheduler round
+        self._turns = trio.lowlevel.ParkingLot()  # fast requests waiting for a next round
+        self._rounds = _Rounds(self)  # instrumenting the run while connections are open
         self._max_waiting = max_waiting
         self._waiting = 0
         self._peers: set[Peer] = set()
@@ -91,17 +99,12 @@ class HttpServer:
         for listener in listeners:
             addr = listener.socket.getsockname()
             urls.append(f"http://[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"http://{addr[0]}:{addr[1]}")
-        rounds = _Rounds(self)
-        trio.lowlevel.add_instrument(rounds)
-        try:
-            async with trio.open_nursery() as nursery:
-                self._scope = nursery.cancel_scope
-                accepting = trio.CancelScope()
-                self._accepting = accepting
-                nursery.start_soon(self._accept_all, listeners, nursery, accepting)
-                task_status.started(urls)
-        finally:
-            trio.lowlevel.remove_instrument(rounds)
+        async with trio.open_nursery() as nursery:
+            self._scope = nursery.cancel_scope
+            accepting = trio.CancelScope()
+            self._accepting = accepting
+            nursery.start_soon(self._accept_all, listeners, nursery, accepting)
+            task_status.started(urls)
 
     async def _accept_all(self, listeners: list[trio.SocketListener], nursery: trio.Nursery, scope: trio.CancelScope) -> None:
         with scope:
@@ -146,6 +149,7 @@ class HttpServer:
         peer = Peer(stream, self.send_timeout)
         if self.connections == 0:
             self._none_open = trio.Event()
+            trio.lowlevel.add_instrument(self._rounds)
         self.connections += 1
         self._peers.add(peer)
         try:
@@ -162,6 +166,7 @@ class HttpServer:
             self.connections -= 1
             if self.connections == 0:
                 self._none_open.set()
+                trio.lowlevel.remove_instrument(self._rounds)
             peer.close()
 
     async def _http(self, peer: Peer) -> None:
@@ -203,19 +208,13 @@ class HttpServer:
             buf, eof = rest
 
     async def _fast_turn(self) -> bool:
-        """Wait for a place among this scheduler round's fast answers (False: shed, too many wait)."""
-        if self._round_left > 0:
+        """Wait for a place among a scheduler round's fast answers (False: shed, too many wait)."""
+        if self._round_left > 0 and not self._turns:
             self._round_left -= 1
             return True
-        if self._waiting >= self._max_waiting:
+        if self._waiting + len(self._turns) >= self._max_waiting:
             return False
-        self._waiting += 1
-        try:
-            while self._round_left <= 0:
-                await trio.lowlevel.checkpoint()  # next round
-        finally:
-            self._waiting -= 1
-        self._round_left -= 1
+        await self._turns.park()  # until a round's budget reaches this request
         return True
 
     async def _h11_request(self, peer: Peer, buf: bytes, eof: bool) -> tuple[bytes, bool] | None:
@@ -304,7 +303,7 @@ class HttpServer:
         try:
             self._active.acquire_nowait()
         except trio.WouldBlock:
-            if self._waiting >= self._max_waiting:
+            if self._waiting + len(self._turns) >= self._max_waiting:
                 self.shed += 1
                 await self._respond(conn, peer, 503, BUSY[0], BUSY[1], close=self.closing)
                 return
