@@ -27,6 +27,7 @@ refused at once with 503 and ``Retry-After``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from http import HTTPStatus
 from typing import Any
@@ -166,7 +167,8 @@ class HttpServer:
             self.connections -= 1
             if self.connections == 0:
                 self._none_open.set()
-                trio.lowlevel.remove_instrument(self._rounds)
+                with contextlib.suppress(KeyError):  # (Trio drops an instrument whose hook raised)
+                    trio.lowlevel.remove_instrument(self._rounds)
             peer.close()
 
     async def _http(self, peer: Peer) -> None:
@@ -197,7 +199,7 @@ class HttpServer:
                     self.shed += 1
                     await peer.send(BUSY_RESPONSE)
                     continue
-                response = self._fast(plain[0], plain[1]) if plain is not None else None
+                response = self._fast(plain[0], plain[1]) if plain is not None and not self.closing else None
                 if response is not None:
                     buf = buf[end:]
                     await peer.send(response)
