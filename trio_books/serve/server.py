@@ -19,7 +19,7 @@ and the app.
 
 Readers never crowd out the feeds: at most ``max_active`` app requests are
 handled at once, and at most ``max_active`` fast answers are given per scheduler
-round (a Trio instrument renews that budget before each I/O wait); the rest wait
+round (a Trio instrument renews that budget after each I/O wait); the rest wait
 their turn, so a round never holds more than that many readers' work and the
 feeds keep their pace. When ``max_waiting`` requests already wait, another is
 refused at once with 503 and ``Retry-After``.
