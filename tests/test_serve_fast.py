@@ -3,7 +3,9 @@ the cached response, everything else through h11 and the app, with the same byte
 
 from __future__ import annotations
 
+import select
 import socket
+import time
 
 import h11
 import pytest
@@ -256,4 +258,31 @@ async def test_fast_answers_are_bounded_per_scheduler_round_and_shed_past_the_wa
         # one answered in that round, one waited for the next, one refused at once
         assert sorted(answers, key=str) == [(200, None), (200, None), (503, b"1")]
         assert server.shed == 1 and clients.http_requests == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_request_waiting_for_a_round_is_answered_without_any_other_event(mock_clock):
+    """Time stands still (no timer fires) and the client waits in a thread: nothing but the
+    server itself may bring the waiting request its round."""
+    store, _ = big_store()
+    server = HttpServer(build_app(store, ClientCounts()), max_active=1)
+    async with trio.open_nursery() as nursery:
+        port = int((await nursery.start(server.serve, "127.0.0.1", 0))[0].rsplit(":", 1)[1])
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        await trio.testing.wait_all_tasks_blocked()
+
+        def both_answered() -> bool:
+            deadline = time.monotonic() + 30  # a guard against a hang, not a measure
+            waiting = list(socks)
+            while waiting and time.monotonic() < deadline:
+                ready, _, _ = select.select(waiting, [], [], max(0.0, deadline - time.monotonic()))
+                waiting = [s for s in waiting if s not in ready]
+            return not waiting
+
+        for sock in socks:  # both readable at the server's next I/O wait: one answered, one waits a round
+            sock.sendall(PLAIN)
+        assert await trio.to_thread.run_sync(both_answered)
+        for sock in socks:
+            assert sock.recv(12) == b"HTTP/1.1 200"
+            sock.close()
         nursery.cancel_scope.cancel()

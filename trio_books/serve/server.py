@@ -84,6 +84,7 @@ class HttpServer:
         self._round_left = max_active  # fast answers left in this scheduler round
         self._turns = trio.lowlevel.ParkingLot()  # fast requests waiting for a next round
         self._rounds = _Rounds(self)  # instrumenting the run while connections are open
+        self._waiters = trio.Event()  # set: fast requests wait (see _nudge)
         self._max_waiting = max_waiting
         self._waiting = 0
         self._peers: set[Peer] = set()
@@ -105,7 +106,17 @@ class HttpServer:
             accepting = trio.CancelScope()
             self._accepting = accepting
             nursery.start_soon(self._accept_all, listeners, nursery, accepting)
+            nursery.start_soon(self._nudge)
             task_status.started(urls)
+
+    async def _nudge(self) -> None:
+        """While fast requests wait for a round, keep the scheduler turning: a parked
+        wait alone would let the run loop sleep until the next I/O event or timer."""
+        while True:
+            await self._waiters.wait()
+            while self._turns:
+                await trio.lowlevel.checkpoint()
+            self._waiters = trio.Event()
 
     async def _accept_all(self, listeners: list[trio.SocketListener], nursery: trio.Nursery, scope: trio.CancelScope) -> None:
         with scope:
@@ -216,6 +227,7 @@ class HttpServer:
             return True
         if self._waiting + len(self._turns) >= self._max_waiting:
             return False
+        self._waiters.set()
         await self._turns.park()  # until a round's budget reaches this request
         return True
 
