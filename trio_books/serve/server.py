@@ -19,15 +19,13 @@ and the app.
 
 Readers never crowd out the feeds: at most ``max_active`` app requests are
 handled at once, and at most ``max_active`` fast answers are given per scheduler
-round (a Trio instrument renews that budget after each I/O wait); the rest wait
-their turn, so a round never holds more than that many readers' work and the
-feeds keep their pace. When ``max_waiting`` requests already wait, another is
+round (:mod:`.turns`); the rest wait their turn, so a round never holds more
+than that many readers' work and the feeds keep their pace. When ``max_waiting`` requests already wait, another is
 refused at once with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from http import HTTPStatus
 from typing import Any
@@ -39,6 +37,7 @@ import trio
 from ..log import RateLimiter, named
 from .http1 import head_end, plain_get
 from .peer import Gone, Peer
+from .turns import Turns
 from .wsconn import is_websocket, serve_websocket
 
 KEEP_ALIVE = 5.0
@@ -49,22 +48,6 @@ PHRASES = {int(code): code.phrase.encode() for code in HTTPStatus}
 BUSY = (b'{"error":"too many requests in progress, retry shortly"}', [(b"retry-after", b"1")])
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                  b"retry-after: 1\r\n\r\n%b" % (len(BUSY[0]), BUSY[0]))
-
-
-class _Rounds(trio.abc.Instrument):
-    """Renews the server's fast answers' budget at each scheduler round (after
-    the I/O wait, before the round's tasks run): the requests waiting for a turn
-    first, in their order, then whoever comes."""
-
-    def __init__(self, server: HttpServer) -> None:
-        self.server = server
-
-    def after_io_wait(self, timeout: float) -> None:
-        server = self.server
-        left = server.max_active
-        if server._turns:
-            left -= len(server._turns.unpark(count=left))  # they run in this round
-        server._round_left = left
 
 
 class HttpServer:
@@ -79,12 +62,8 @@ class HttpServer:
         self.closing = False
         self.connections = 0
         self.shed = 0  # requests refused with 503 (busy)
-        self.max_active = max_active
         self._active = trio.Semaphore(max_active)
-        self._round_left = max_active  # fast answers left in this scheduler round
-        self._turns = trio.lowlevel.ParkingLot()  # fast requests waiting for a next round
-        self._rounds = _Rounds(self)  # instrumenting the run while connections are open
-        self._waiters = trio.Event()  # set: fast requests wait (see _nudge)
+        self._turns = Turns(max_active)  # the hot reads' turns (instrumenting the run while connections are open)
         self._max_waiting = max_waiting
         self._waiting = 0
         self._peers: set[Peer] = set()
@@ -106,17 +85,8 @@ class HttpServer:
             accepting = trio.CancelScope()
             self._accepting = accepting
             nursery.start_soon(self._accept_all, listeners, nursery, accepting)
-            nursery.start_soon(self._nudge)
+            nursery.start_soon(self._turns.nudge)
             task_status.started(urls)
-
-    async def _nudge(self) -> None:
-        """While fast requests wait for a round, keep the scheduler turning: a parked
-        wait alone would let the run loop sleep until the next I/O event or timer."""
-        while True:
-            await self._waiters.wait()
-            while self._turns:
-                await trio.lowlevel.checkpoint()
-            self._waiters = trio.Event()
 
     async def _accept_all(self, listeners: list[trio.SocketListener], nursery: trio.Nursery, scope: trio.CancelScope) -> None:
         with scope:
@@ -161,7 +131,7 @@ class HttpServer:
         peer = Peer(stream, self.send_timeout)
         if self.connections == 0:
             self._none_open = trio.Event()
-            trio.lowlevel.add_instrument(self._rounds)
+            self._turns.install()
         self.connections += 1
         self._peers.add(peer)
         try:
@@ -178,8 +148,7 @@ class HttpServer:
             self.connections -= 1
             if self.connections == 0:
                 self._none_open.set()
-                with contextlib.suppress(KeyError):  # (Trio drops an instrument whose hook raised)
-                    trio.lowlevel.remove_instrument(self._rounds)
+                self._turns.uninstall()
             peer.close()
 
     async def _http(self, peer: Peer) -> None:
@@ -221,14 +190,12 @@ class HttpServer:
             buf, eof = rest
 
     async def _fast_turn(self) -> bool:
-        """Wait for a place among a scheduler round's fast answers (False: shed, too many wait)."""
-        if self._round_left > 0 and not self._turns:
-            self._round_left -= 1
+        """Wait for a hot read's turn (False: shed, too many wait)."""
+        if self._turns.take_now():
             return True
         if self._waiting + len(self._turns) >= self._max_waiting:
             return False
-        self._waiters.set()
-        await self._turns.park()  # until a round's budget reaches this request
+        await self._turns.wait()
         return True
 
     async def _h11_request(self, peer: Peer, buf: bytes, eof: bool) -> tuple[bytes, bool] | None:
