@@ -23,10 +23,12 @@ from ..store import BookStore
 from .figures import figure_routes
 from .metrics import ClientCounts, build_registry
 from .page import page_routes
+from .http1 import ok_response
 from .server import HttpServer
 from .stream import MAX_DEPTH_PARAM, SEND_TIMEOUT, StreamHub
 
 FAST_BOOK = re.compile(r"/books/([^/]+)/(.+)")  # as the route's {venue}/{symbol:path}
+FAST_TARGET = re.compile(rb"/books/([^/?%]+)/([^?%]+)(?:\?(.*))?")  # the same, on a raw target without escapes
 FAST_QUERY = re.compile(rb"(?:depth=([0-9]+))?")
 
 
@@ -67,6 +69,18 @@ def guarded(app: Any, service: ServiceConfig) -> Any:
     origins = {o.encode() for o in service.allowed_origins}
     if not token and not origins:
         return app  # nothing to check: no cost per request
+    inner_fast = getattr(app, "fast", None)
+
+    def fast(target: bytes, headers: Any) -> bytes | None:
+        """The hot read only for a request the checks let through (``/books`` always
+        needs the token); any refusal is the routes' to answer."""
+        fields = dict(headers)
+        origin = fields.get(b"origin")
+        if origins and origin is not None and origin not in origins:
+            return None
+        if token and not hmac.compare_digest(fields.get(b"authorization", b"").removeprefix(b"Bearer ").strip(), token):
+            return None
+        return inner_fast(target, headers)
 
     async def app_with_access(scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -91,6 +105,8 @@ def guarded(app: Any, service: ServiceConfig) -> Any:
         else:
             await _error(refusal[0], refusal[1])(scope, receive, send)
 
+    if inner_fast is not None:
+        app_with_access.fast = fast  # type: ignore[attr-defined]
     return app_with_access
 
 
@@ -232,6 +248,28 @@ def build_app(store: BookStore, clients: ClientCounts | None = None, service: Se
                     return
         await app(scope, receive, send)
 
+    def fast(target: bytes, headers: Any) -> bytes | None:
+        """The server's hot read (no ASGI, no Starlette): the complete response to a
+        plain ``GET /books/…`` that gets a 200; None for anything else (the routes answer)."""
+        path = FAST_TARGET.fullmatch(target)
+        query = FAST_QUERY.fullmatch(path[3] or b"") if path is not None else None
+        if query is None:
+            return None
+        try:
+            entry = store.entry(path[1].decode(), path[2].decode())
+            depth = depth_param(query[1].decode()) if query[1] is not None else 0
+        except Exception:  # unknown book (and any surprise): the routes answer
+            return None
+        if depth is None or entry.state is not BookState.LIVE:
+            return None
+        try:
+            response = bodies.response(store, entry, depth or None)
+        except Exception:  # a bug: the route answers (and logs it)
+            return None
+        clients.http_requests += 1
+        return response
+
+    counted.fast = fast  # type: ignore[attr-defined]
     return guarded(counted, service) if service is not None else counted
 
 
@@ -243,18 +281,28 @@ class BodyCache:
     LIMIT = 4096  # (book, depth) pairs kept; past that the cache starts over
 
     def __init__(self) -> None:
-        self._bodies: dict[tuple[str, str, int | None], tuple[int, Any, bytes]] = {}
+        self._bodies: dict[tuple[str, str, int | None], list[Any]] = {}  # [seq, book, body, response or None]
 
-    def get(self, store: BookStore, entry: Any, depth: int | None) -> bytes:
+    def _hit(self, store: BookStore, entry: Any, depth: int | None) -> list[Any]:
         key = (entry.venue, entry.symbol, depth)
         hit = self._bodies.get(key)
         if hit is not None and hit[0] == entry.seq and hit[1] is entry.book:
-            return hit[2]
+            return hit
         body = orjson.dumps(store.view(entry.venue, entry.symbol, depth).to_json())
         if len(self._bodies) >= self.LIMIT:
             self._bodies.clear()
-        self._bodies[key] = (entry.seq, entry.book, body)
-        return body
+        hit = self._bodies[key] = [entry.seq, entry.book, body, None]
+        return hit
+
+    def get(self, store: BookStore, entry: Any, depth: int | None) -> bytes:
+        return self._hit(store, entry, depth)[2]
+
+    def response(self, store: BookStore, entry: Any, depth: int | None) -> bytes:
+        """The whole ``200`` HTTP/1.1 response with that body, built once per body."""
+        hit = self._hit(store, entry, depth)
+        if hit[3] is None:
+            hit[3] = ok_response(hit[2])
+        return hit[3]
 
 
 async def serve_http(app: Any, host: str, port: int, *, service: ServiceConfig | None = None,

@@ -10,10 +10,18 @@ response is out, so pipelining is bounded by the socket buffers.
 (each connection closes after its current response; ``/ws`` clients get close
 1001) and cancels whatever is left when the grace is over.
 
-At most ``max_active`` requests are handled at once (the rest wait their turn,
-so one scheduler round never holds more than that many readers' work and the
-feeds keep their pace); when ``max_waiting`` more are already queued, a request
-is refused at once with 503 and ``Retry-After``.
+The hot read skips h11 and ASGI: when the app has a synchronous
+``app.fast(target, headers)`` (the complete response to a plain GET, or None),
+a plain keep-alive GET (:mod:`.http1`) it answers is read, answered and sent in
+the connection task's one step (one wait for the socket, one ``recv``, one
+``send``); every other request, and any byte h11 must judge, goes through h11
+and the app.
+
+Readers never crowd out the feeds: at most ``max_active`` app requests are
+handled at once, and at most ``max_active`` fast answers are given per scheduler
+round (:mod:`.turns`); the rest wait their turn, so a round never holds more
+than that many readers' work and the feeds keep their pace. When ``max_waiting`` requests already wait, another is
+refused at once with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -27,70 +35,19 @@ import h11
 import trio
 
 from ..log import RateLimiter, named
+from .http1 import head_end, plain_get
+from .peer import Gone, Peer
+from .turns import Turns
 from .wsconn import is_websocket, serve_websocket
 
 KEEP_ALIVE = 5.0
 """An HTTP connection idle (or sending one request) for this long is closed."""
 MAX_HEADERS = 16 * 1024
 MAX_BODY = 64 * 1024
-RECV = 16 * 1024
 PHRASES = {int(code): code.phrase.encode() for code in HTTPStatus}
 BUSY = (b'{"error":"too many requests in progress, retry shortly"}', [(b"retry-after", b"1")])
-
-
-class Gone(Exception):
-    """The peer closed, reset, or did not read within the send timeout."""
-
-
-class Peer:
-    """One accepted socket: sends bounded by ``timeout``; after a failed or
-    timed-out send the socket is closed and every later send raises :class:`Gone`."""
-
-    def __init__(self, stream: trio.SocketStream, timeout: float) -> None:
-        self.stream = stream
-        self.timeout = timeout
-        self.gone = False
-        # the connection's one cancel scope: its deadline is the keep-alive while a request is
-        # awaited, the send timeout while a send is under way, and none otherwise
-        self.scope = trio.CancelScope()
-        self.lock: trio.Lock | None = None  # set when more than one task sends (a WebSocket)
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            self.client: tuple[str, int] | None = (host, port)
-            self.server: tuple[str, int] | None = stream.socket.getsockname()[:2]
-        except OSError:
-            self.client = self.server = None
-
-    async def send(self, data: bytes) -> None:
-        if self.gone:
-            raise Gone
-        if self.lock is None:
-            await self._send(data)
-        else:
-            async with self.lock:
-                await self._send(data)
-
-    async def _send(self, data: bytes) -> None:
-        ok = False
-        self.scope.deadline = trio.current_time() + self.timeout  # past it, the whole connection is cut
-        try:
-            await self.stream.send_all(data)
-            ok = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise Gone from None
-        finally:
-            self.scope.deadline = math.inf
-            if not ok:  # a send cut short leaves a half-written frame: the connection is over
-                self.gone = True
-                await trio.aclose_forcefully(self.stream)
-
-    async def receive(self) -> bytes:
-        if self.gone:
-            return b""
-        try:
-            return await self.stream.receive_some(RECV)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return b""
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                 b"retry-after: 1\r\n\r\n%b" % (len(BUSY[0]), BUSY[0]))
 
 
 class HttpServer:
@@ -106,9 +63,11 @@ class HttpServer:
         self.connections = 0
         self.shed = 0  # requests refused with 503 (busy)
         self._active = trio.Semaphore(max_active)
+        self._turns = Turns(max_active)  # the hot reads' turns (instrumenting the run while connections are open)
         self._max_waiting = max_waiting
         self._waiting = 0
-        self._idle: set[Peer] = set()  # connections waiting for a next request
+        self._peers: set[Peer] = set()
+        self._fast = getattr(app, "fast", None)
         self._ws_closing: set[trio.Event] = set()
         self._none_open = trio.Event()
         self._none_open.set()
@@ -126,6 +85,7 @@ class HttpServer:
             accepting = trio.CancelScope()
             self._accepting = accepting
             nursery.start_soon(self._accept_all, listeners, nursery, accepting)
+            nursery.start_soon(self._turns.nudge)
             task_status.started(urls)
 
     async def _accept_all(self, listeners: list[trio.SocketListener], nursery: trio.Nursery, scope: trio.CancelScope) -> None:
@@ -158,8 +118,9 @@ class HttpServer:
         if self._scope is None:
             return
         self._accepting.cancel()
-        for peer in list(self._idle):
-            peer.scope.cancel()
+        for peer in list(self._peers):
+            if peer.idle:  # waiting for a next request
+                peer.scope.cancel()
         for closing in list(self._ws_closing):
             closing.set()
         with trio.move_on_after(grace):
@@ -170,7 +131,9 @@ class HttpServer:
         peer = Peer(stream, self.send_timeout)
         if self.connections == 0:
             self._none_open = trio.Event()
+            self._turns.install()
         self.connections += 1
+        self._peers.add(peer)
         try:
             with peer.scope:  # cancelled: idle too long, a send timed out, or shutdown
                 await self._http(peer)
@@ -181,45 +144,97 @@ class HttpServer:
             if self._errors.check((type(exc).__name__, str(exc)[:200])) is not None:
                 named("http").opt(exception=exc).error("connection failed: {}: {}", type(exc).__name__, str(exc)[:200])
         finally:
+            self._peers.discard(peer)
             self.connections -= 1
             if self.connections == 0:
                 self._none_open.set()
-            await trio.aclose_forcefully(stream)
+                self._turns.uninstall()
+            peer.close()
 
     async def _http(self, peer: Peer) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        """Requests one after another: a plain GET the app answers at once (``app.fast``)
+        is read and answered here, in one step; every other request goes through h11."""
+        buf, eof = b"", False
         while not self.closing:
             peer.scope.deadline = trio.current_time() + KEEP_ALIVE  # for the request's head and body
-            self._idle.add(peer)
-            try:
-                event = await self._next_event(conn, peer)
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
-                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await self._respond(conn, peer, status, b'{"error":"bad request"}', [], close=True)
-                return
-            finally:
-                self._idle.discard(peer)
-            if not isinstance(event, h11.Request):
-                return  # the peer closed
-            body = await self._body(conn, peer)
-            peer.scope.deadline = math.inf
-            if body is None:
-                await self._respond(conn, peer, 413, b'{"error":"request body too large"}', [], close=True)
-                return
-            scope = self._scope_of(event, peer)
-            if scope["type"] == "websocket":
-                closing = trio.Event()
-                self._ws_closing.add(closing)
+            end = head_end(buf)
+            if end == 0:
+                peer.idle = True
                 try:
-                    await serve_websocket(self.app, scope, event, conn, peer, closing, self.ws_max_message)
+                    while end == 0 and not eof:
+                        data = await peer.receive()
+                        eof = not data
+                        buf += data
+                        end = head_end(buf)
                 finally:
-                    self._ws_closing.discard(closing)
+                    peer.idle = False
+                if end == 0 and not buf:
+                    return  # the peer closed between requests
+            else:
+                await trio.lowlevel.checkpoint()  # a pipelined request: still one request per step
+            if end > 0 and self._fast is not None and not self.closing:
+                plain = plain_get(buf[:end - 4])
+                if plain is not None and not await self._fast_turn():
+                    buf = buf[end:]
+                    self.shed += 1
+                    await peer.send(BUSY_RESPONSE)
+                    continue
+                response = self._fast(plain[0], plain[1]) if plain is not None and not self.closing else None
+                if response is not None:
+                    buf = buf[end:]
+                    await peer.send(response)
+                    continue
+            rest = await self._h11_request(peer, buf, eof)
+            if rest is None:
                 return
-            await self._request(conn, peer, scope, body)
-            if peer.gone or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            conn.start_next_cycle()
+            buf, eof = rest
+
+    async def _fast_turn(self) -> bool:
+        """Wait for a hot read's turn (False: shed, too many wait)."""
+        if self._turns.take_now():
+            return True
+        if self._waiting + len(self._turns) >= self._max_waiting:
+            return False
+        await self._turns.wait()
+        return True
+
+    async def _h11_request(self, peer: Peer, buf: bytes, eof: bool) -> tuple[bytes, bool] | None:
+        """One request read by h11 from ``buf`` and the socket, handled; the bytes
+        after it (and whether the peer closed) when the connection goes on."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        conn.receive_data(buf)
+        if eof:
+            conn.receive_data(b"")
+        peer.idle = True
+        try:
+            event = await self._next_event(conn, peer)
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await self._respond(conn, peer, status, b'{"error":"bad request"}', [], close=True)
+            return None
+        finally:
+            peer.idle = False
+        if not isinstance(event, h11.Request):
+            return None  # the peer closed
+        body = await self._body(conn, peer)
+        peer.scope.deadline = math.inf
+        if body is None:
+            await self._respond(conn, peer, 413, b'{"error":"request body too large"}', [], close=True)
+            return None
+        scope = self._scope_of(event, peer)
+        if scope["type"] == "websocket":
+            closing = trio.Event()
+            self._ws_closing.add(closing)
+            try:
+                await serve_websocket(self.app, scope, event, conn, peer, closing, self.ws_max_message)
+            finally:
+                self._ws_closing.discard(closing)
+            return None
+        await self._request(conn, peer, scope, body)
+        if peer.gone or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return None
+        return conn.trailing_data
 
     async def _next_event(self, conn: h11.Connection, peer: Peer) -> Any:
         while True:
@@ -269,7 +284,7 @@ class HttpServer:
         try:
             self._active.acquire_nowait()
         except trio.WouldBlock:
-            if self._waiting >= self._max_waiting:
+            if self._waiting + len(self._turns) >= self._max_waiting:
                 self.shed += 1
                 await self._respond(conn, peer, 503, BUSY[0], BUSY[1], close=self.closing)
                 return

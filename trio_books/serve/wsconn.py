@@ -1,7 +1,7 @@
 """One WebSocket connection of :class:`~trio_books.serve.server.HttpServer`: the
 handshake and frames (wsproto) under the ASGI ``websocket`` protocol.
 
-Every send goes through the connection's :class:`~trio_books.serve.server.Peer`
+Every send goes through the connection's :class:`~trio_books.serve.peer.Peer`
 (bounded by the send timeout; a client that does not read is dropped). A send to
 a peer that is gone raises ``ConnectionResetError``, which Starlette turns into
 ``WebSocketDisconnect``.
@@ -21,6 +21,7 @@ from wsproto.utilities import LocalProtocolError as WsProtocolError
 from wsproto.utilities import generate_accept_token
 
 from ..log import named
+from .peer import Gone
 
 INBOX = 16
 """Complete messages read ahead of the app (then the reader waits: backpressure)."""
@@ -47,8 +48,6 @@ class _Session:
         self.nursery: trio.Nursery | None = None
 
     async def _out(self, data: bytes) -> None:
-        from .server import Gone
-
         try:
             await self.peer.send(data)
         except Gone:
