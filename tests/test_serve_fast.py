@@ -286,3 +286,34 @@ async def test_a_request_waiting_for_a_round_is_answered_without_any_other_event
             assert sock.recv(12) == b"HTTP/1.1 200"
             sock.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_the_rounds_instrument_runs_only_while_an_http_connection_is_open():
+    """Its hook costs every scheduler round, the feeds' too: a WebSocket subscriber (which
+    never sends a hot read) does not keep it installed."""
+    from trio_websocket import open_websocket_url
+
+    async with trio.open_nursery() as nursery:
+        server, _, port = await start(nursery)
+        rounds = []
+        renew = server._turns.after_io_wait
+        server._turns.after_io_wait = lambda timeout: (rounds.append(timeout), renew(timeout))
+
+        async def some_rounds() -> int:
+            rounds.clear()
+            for _ in range(5):
+                await trio.sleep(0.001)  # an I/O wait each
+            return len(rounds)
+
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/ws"):
+            await trio.testing.wait_all_tasks_blocked()
+            assert server.connections == 1 and await some_rounds() == 0
+            http = await trio.open_tcp_stream("127.0.0.1", port)  # an idle keep-alive HTTP connection
+            await trio.testing.wait_all_tasks_blocked()
+            assert server.connections == 2 and await some_rounds() >= 5
+            await http.aclose()
+            with trio.fail_after(5):
+                while server.connections != 1:
+                    await trio.sleep(0.001)
+            assert await some_rounds() == 0
+        nursery.cancel_scope.cancel()

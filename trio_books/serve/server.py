@@ -69,6 +69,7 @@ class HttpServer:
         self._peers: set[Peer] = set()
         self._fast = getattr(app, "fast", None)
         self._ws_closing: set[trio.Event] = set()
+        self._hot_peers: set[Peer] = set()  # connections that may send hot reads (not WebSockets)
         self._none_open = trio.Event()
         self._none_open.set()
         self._scope: trio.CancelScope | None = None
@@ -131,8 +132,8 @@ class HttpServer:
         peer = Peer(stream, self.send_timeout)
         if self.connections == 0:
             self._none_open = trio.Event()
-            self._turns.install()
         self.connections += 1
+        self._hot(peer, True)
         self._peers.add(peer)
         try:
             with peer.scope:  # cancelled: idle too long, a send timed out, or shutdown
@@ -146,10 +147,23 @@ class HttpServer:
         finally:
             self._peers.discard(peer)
             self.connections -= 1
+            self._hot(peer, False)
             if self.connections == 0:
                 self._none_open.set()
-                self._turns.uninstall()
             peer.close()
+
+    def _hot(self, peer: Peer, on: bool) -> None:
+        """While a connection that may send hot reads is open, the turns' instrument is
+        installed (it costs every scheduler round, feeds included); a WebSocket never
+        sends one, so its connection stops counting at the upgrade."""
+        if on:
+            if not self._hot_peers:
+                self._turns.install()
+            self._hot_peers.add(peer)
+        elif peer in self._hot_peers:
+            self._hot_peers.discard(peer)
+            if not self._hot_peers:
+                self._turns.uninstall()
 
     async def _http(self, peer: Peer) -> None:
         """Requests one after another: a plain GET the app answers at once (``app.fast``)
@@ -224,6 +238,7 @@ class HttpServer:
             return None
         scope = self._scope_of(event, peer)
         if scope["type"] == "websocket":
+            self._hot(peer, False)
             closing = trio.Event()
             self._ws_closing.add(closing)
             try:

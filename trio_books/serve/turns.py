@@ -3,7 +3,8 @@ scheduler round, so a round never holds more than that many readers' work and
 the feeds keep their pace (README, "Performance", "Reads").
 
 The budget is renewed after each I/O wait (a Trio instrument, installed while
-HTTP connections are open), before the round's tasks run; the reads that waited
+HTTP connections other than WebSockets are open: it costs every round, the
+feeds' too, ~5,500 machine instructions), before the round's tasks run; the reads that waited
 are woken first, in their order, one wake-up each. While any wait, a nudge task
 keeps the scheduler turning: a parked wait alone would let the run loop sleep
 until the next I/O event or timer.
