@@ -4,7 +4,8 @@
     python -m benchmarks.fleet --symbols 20    # a quicker, smaller fleet
 
 Every venue's fake (``trio_books.testing``) runs in its own process
-(``fleet_fakes.py``): each symbol at its own rate between 5 and 20 events/s,
+(``fleet_fakes.py``): each symbol at its own rate between 5 and 20 events/s (at most
+the venue's documented push cadence: ``--uncapped`` lifts that),
 plus bursts. The service is ``trio-books run`` on a generated config pointing at
 the fakes, in its own process. Once every book is live, three windows:
 
@@ -77,7 +78,8 @@ def start_fakes(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[
     for i, vid in enumerate(args.venues):
         cmd = [sys.executable, "-m", "benchmarks.fleet_fakes", vid, "--symbols", str(args.symbols), "--seed", str(i + 1),
                "--min-rate", str(args.min_rate), "--max-rate", str(args.max_rate), "--max-seconds", str(args.max_seconds),
-               "--batch", str(args.batch), "--nice", str(args.fakes_nice)] + ([] if args.grid is None else ["--grid", str(args.grid)])
+               "--batch", str(args.batch), "--nice", str(args.fakes_nice)] + ([] if args.grid is None else ["--grid", str(args.grid)]) \
+            + (["--cadence", "0"] if args.uncapped else [])
         procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
     for vid, p in zip(args.venues, procs):
         line = p.stdout.readline()
@@ -194,7 +196,9 @@ def report(args: argparse.Namespace, res: dict, n_books: int) -> str:
                                            else f"every {args.grid * 1e3:g} ms") + f"), at most {args.batch} per write")
     lines = [
         f"Fleet: {len(args.venues)} venues × {args.symbols} symbols = {n_books} books, {args.min_rate:g}–{args.max_rate:g} "
-        f"events/s per symbol plus bursts; {int(f['connections'])} connections; all live {res['startup_s']:.1f} s after start.",
+        "events/s per symbol plus bursts" + (" (uncapped)" if args.uncapped else ", capped at each venue's documented push cadence "
+                                             "(a symbol every 100 ms at most: Binance family, OKX; 300 ms: BingX)")
+        + f"; {int(f['connections'])} connections; all live {res['startup_s']:.1f} s after start.",
         f"Fakes: {pacing}; nice {args.fakes_nice}. Machine load average at the end: {res['load']}.",
         "",
         fakes_line("feeds", f, n_books, args.venues, args.grid),
@@ -237,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the fakes' tick in seconds (default 0.1 for the Binance family, 0.01 for the others; 0: each event "
                         "written when due, as before)")
     p.add_argument("--batch", type=int, default=8, help="most events per write of a fake's tick (default 8)")
+    p.add_argument("--uncapped", action="store_true", help="drive every symbol at its drawn rate even past its venue's "
+                   "documented push cadence (fleet_fakes.CADENCE; BingX pushes a whole book every 300 ms, so 5-20/s overstates it)")
     p.add_argument("--fakes-nice", type=int, default=5,
                    help="the fakes' nice value (default 5: on a full machine the service gets the CPU first and the "
                         "fakes fall behind, which the report shows)")

@@ -4,7 +4,8 @@
 
 Prints one JSON line once it listens: ``{"config": "<its [venues.ID] table>"}``.
 Drives the stream itself (the fake's own ticker is off): every symbol has its
-own rate, drawn between ``--min-rate`` and ``--max-rate`` events/s, and every
+own rate, drawn between ``--min-rate`` and ``--max-rate`` events/s (capped at the
+venue's documented push cadence, :data:`CADENCE`), and every
 ``--burst-every`` seconds a tenth of the symbols send ``--burst`` events at once.
 Events go out on a ``--grid`` of ticks (see :class:`Driver`). Reads commands on
 stdin, one per line: ``pause`` (only heartbeats from then on), ``resume``,
@@ -46,6 +47,13 @@ def default_grid(venue_id: str) -> float:
     return 0.1 if venue_id in BINANCE_FAMILY else 0.01
 
 
+CADENCE = {**{v: 0.1 for v in BINANCE_FAMILY}, "okx_spot": 0.1, "bingx_spot": 0.3}
+"""Seconds between two pushes of one symbol, where the venue's docs fix it (shared/protocols):
+Binance's ``@100ms`` streams and OKX ``books`` send a symbol's changes every 100 ms, BingX's
+``@depth<L>`` a full book every 300 ms. Bybit's ``orderbook.50`` (20 ms), Coinbase and Kraken
+push as changes come."""
+
+
 class Driver:
     """Paces the events of every symbol (one heap of due times, one task).
 
@@ -58,9 +66,13 @@ class Driver:
     last frames were written; ``waits``, per event, how long its frames waited."""
 
     def __init__(self, fake, rng: random.Random, min_rate: float, max_rate: float, burst: int, burst_every: float,
-                 grid: float = 0.0, batch: int = 8) -> None:
+                 grid: float = 0.0, batch: int = 8, cadence: float = 0.0) -> None:
         self.fake, self.rng, self.grid = fake, rng, grid
-        self.rates = {s: rng.uniform(min_rate, max_rate) for s in fake.symbols}
+        # a venue with a push cadence sends a symbol at most once per cadence (its rate is capped,
+        # and a symbol due twice in one tick, a burst's included, goes out once)
+        self.cadence = cadence
+        cap = 1 / cadence if cadence > 0 else float("inf")
+        self.rates = {s: min(rng.uniform(min_rate, max_rate), cap) for s in fake.symbols}
         self.burst, self.burst_every = burst, burst_every
         self.running = trio.Event()
         self.running.set()
@@ -100,6 +112,8 @@ class Driver:
                 heapq.heappush(due, (max(t + 1 / self.rates[s], tick - self.grid), s))
             if not ready:
                 continue
+            if self.cadence > 0:
+                ready = list(dict.fromkeys(ready))
             for i in range(0, len(ready), self.batch):
                 await self._send(ready[i:i + self.batch])
             self.events += len(ready)
@@ -138,8 +152,9 @@ async def main_async(args: argparse.Namespace) -> None:
     cls = fake_for(args.venue)
     fake = cls(symbols_for(args.venue, args.symbols), seed=args.seed, rate=0, levels=args.levels, depth=max(args.levels, 400))
     grid = default_grid(args.venue) if args.grid is None else args.grid
+    cadence = CADENCE.get(args.venue, 0.0) if args.cadence is None else args.cadence
     driver = Driver(fake, random.Random(args.seed), args.min_rate, args.max_rate, args.burst, args.burst_every, grid,
-                    args.batch)
+                    args.batch, cadence)
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         # REST-snapshot venues at depth 100: the documented weight budget then fetches 100
@@ -174,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", type=float, default=None,
                    help="seconds between ticks (default 0.1 for the Binance family, 0.01 otherwise; 0: per event)")
     p.add_argument("--batch", type=int, default=8, help="most events per write of a tick (default 8)")
+    p.add_argument("--cadence", type=float, default=None,
+                   help="seconds between two pushes of one symbol (default: the venue's documented cadence, CADENCE; 0: none)")
     p.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
     args = p.parse_args(argv)
     if args.nice:
