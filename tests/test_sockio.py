@@ -15,6 +15,7 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from trio_books import load_config_text, open_books, transport
@@ -63,6 +64,17 @@ async def _tls_server(nursery, server_ctx, script) -> int:
 
     listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
     return listeners[0].socket.getsockname()[1]
+
+
+async def _serve_and_open(nursery, contexts, script, secure: bool) -> SocketStream:
+    """A server running ``script(stream)`` per connection (TLS or plain), and our stream to it."""
+    server_ctx, client_ctx = contexts
+    if secure:
+        port = await _tls_server(nursery, server_ctx, script)
+    else:
+        listeners = await nursery.start(partial(trio.serve_tcp, script, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+    return await open_stream("localhost" if secure else "127.0.0.1", port, client_ctx if secure else None)
 
 
 async def test_many_frames_large_messages_pings_and_close_over_tls(nursery, contexts):
@@ -157,7 +169,6 @@ async def test_a_server_that_hangs_up_during_the_tls_handshake(nursery, contexts
 
 @pytest.mark.parametrize("secure", [False, True])
 async def test_a_cancelled_read_loses_nothing_and_a_closed_stream_says_so(nursery, contexts, secure):
-    server_ctx, client_ctx = contexts
     go = trio.Event()
 
     async def script(stream):
@@ -167,14 +178,15 @@ async def test_a_cancelled_read_loses_nothing_and_a_closed_stream_says_so(nurser
         await stream.send_all(b"after the cancel")
         await trio.sleep_forever()
 
-    if secure:
-        port = await _tls_server(nursery, server_ctx, script)
-    else:
-        listeners = await nursery.start(partial(trio.serve_tcp, script, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-    stream = await open_stream("localhost" if secure else "127.0.0.1", port, client_ctx if secure else None)
+    stream = await _serve_and_open(nursery, contexts, script, secure)
     assert isinstance(stream, SocketStream)
-    with trio.move_on_after(0.05) as scope:
+
+    async def cancel_once_blocked(scope: trio.CancelScope) -> None:
+        await trio.testing.wait_all_tasks_blocked()  # the read waits for the socket
+        scope.cancel()
+
+    with trio.CancelScope() as scope:
+        nursery.start_soon(cancel_once_blocked, scope)
         await stream.receive_some()
     assert scope.cancelled_caught
     go.set()
@@ -271,7 +283,6 @@ async def test_bytes_that_are_not_tls_after_the_handshake_are_a_clear_venue_clos
 
 @pytest.mark.parametrize("secure", [False, True])
 async def test_concurrent_senders_never_interleave(nursery, contexts, secure):
-    server_ctx, client_ctx = contexts
     size = 3_000_000  # far past the socket buffers: both senders have to wait for the peer
     received = bytearray()
     done = trio.Event()
@@ -279,18 +290,13 @@ async def test_concurrent_senders_never_interleave(nursery, contexts, secure):
     async def script(stream):
         if secure:
             await stream.do_handshake()
-        await trio.sleep(0.2)  # let both senders fill the buffers first
+        await trio.testing.wait_all_tasks_blocked()  # both senders wait: the buffers are full
         while len(received) < 2 * size:
             received.extend(await stream.receive_some(1 << 16))
         done.set()
         await trio.sleep_forever()
 
-    if secure:
-        port = await _tls_server(nursery, server_ctx, script)
-    else:
-        listeners = await nursery.start(partial(trio.serve_tcp, script, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-    stream = await open_stream("localhost" if secure else "127.0.0.1", port, client_ctx if secure else None)
+    stream = await _serve_and_open(nursery, contexts, script, secure)
     async with trio.open_nursery() as n:
         n.start_soon(stream.send_all, b"a" * size)
         n.start_soon(stream.send_all, b"b" * size)
