@@ -4,6 +4,7 @@ connection, with the same messages in the same order (faults included)."""
 from __future__ import annotations
 
 import trio
+import trio.testing
 from trio_websocket import open_websocket_url
 
 from trio_books import load_config_text, open_books
@@ -35,9 +36,7 @@ async def _writes(client) -> list[bytes]:
 async def test_corked_frames_arrive_in_order_in_one_write(nursery):
     fake, url = await _client_and_fake(nursery)
     async with open_websocket_url(url) as ws:
-        with trio.fail_after(5):
-            while not fake.clients:
-                await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the fake has registered the client
         client = fake.clients[0]
         writes = await _writes(client)
         fake.duplicate_next()
@@ -67,9 +66,7 @@ async def test_corked_frames_arrive_in_order_in_one_write(nursery):
 async def test_a_connection_closed_inside_the_block_gets_nothing_more(nursery):
     fake, url = await _client_and_fake(nursery)
     async with open_websocket_url(url):
-        with trio.fail_after(5):
-            while not fake.clients:
-                await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the fake has registered the client
         client = fake.clients[0]
         async with fake.corked():
             await client.send("a")
