@@ -89,7 +89,9 @@ async def test_book_at_equals_truth_or_is_refused_in_a_gap(nursery, pacer, autoj
     h = history.open(tmp_path)
     equal, hidden, reasons = check_instants(h, logs, VENUES, random.Random(7))
     print(f"\n{equal} rebuilt books equal the truth ({hidden} in a hidden gap), gaps: {sorted(reasons)}")
-    assert equal > 200
+    # how many instants fall outside gaps depends on how long the chaos' reconnects take in
+    # virtual time, which real socket timing moves (185-303 seen): a floor well clear of that
+    assert equal > 100
     assert "capture started" in reasons and len(reasons) >= 3, reasons
 
 
