@@ -135,21 +135,23 @@ async def test_a_tls_peer_that_goes_away_is_a_clear_venue_closed(nursery, contex
         await conn.aclose()
 
 
-async def test_a_certificate_that_does_not_verify_is_refused(nursery, contexts):
+async def _refused(monkeypatch, client_ctx: ssl.SSLContext, port: int, match: str) -> None:
+    """Opening ``wss://localhost:<port>`` through the transport, trusting ``client_ctx``, fails with ``match``."""
+    monkeypatch.setattr(transport, "_SSL", client_ctx)
+    with pytest.raises(VenueClosed, match=match):
+        async with transport.open_connection(f"wss://localhost:{port}/", max_message_size=2**20, connect_timeout=5):
+            pass
+
+
+async def test_a_certificate_that_does_not_verify_is_refused(nursery, contexts, monkeypatch):
     server_ctx, _ = contexts
     port = await _tls_server(nursery, server_ctx, _handshake)
     untrusting = ssl.create_default_context()
     untrusting.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())  # another CA
-    transport._SSL, saved = untrusting, transport._SSL
-    try:
-        with pytest.raises(VenueClosed, match="cannot connect: TLS: CERTIFICATE_VERIFY_FAILED"):
-            async with transport.open_connection(f"wss://localhost:{port}/", max_message_size=2**20, connect_timeout=5):
-                pass
-    finally:
-        transport._SSL = saved
+    await _refused(monkeypatch, untrusting, port, "cannot connect: TLS: CERTIFICATE_VERIFY_FAILED")
 
 
-async def test_a_server_that_hangs_up_during_the_tls_handshake(nursery, contexts):
+async def test_a_server_that_hangs_up_during_the_tls_handshake(nursery, contexts, monkeypatch):
     _, client_ctx = contexts
 
     async def handler(tcp):
@@ -157,14 +159,7 @@ async def test_a_server_that_hangs_up_during_the_tls_handshake(nursery, contexts
         await tcp.aclose()
 
     listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-    port = listeners[0].socket.getsockname()[1]
-    transport._SSL, saved = client_ctx, transport._SSL
-    try:
-        with pytest.raises(VenueClosed, match="cannot connect: .*TLS handshake"):
-            async with transport.open_connection(f"wss://localhost:{port}/", max_message_size=2**20, connect_timeout=5):
-                pass
-    finally:
-        transport._SSL = saved
+    await _refused(monkeypatch, client_ctx, listeners[0].socket.getsockname()[1], "cannot connect: .*TLS handshake")
 
 
 @pytest.mark.parametrize("secure", [False, True])
